@@ -1,0 +1,98 @@
+"""Bastion's error hierarchy.
+
+Every error a user can cause carries a stable machine-readable ``code`` (never renamed: API clients and scripts
+match on it), an HTTP status for the API, and an exit code for the CLI. Messages are for people and may change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BastionError(Exception):
+    """Base of every error Bastion reports to a user."""
+
+    code = "error"
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class InvalidInput(BastionError):
+    """The caller sent something malformed (a bad hash, label, file format...)."""
+
+    code = "invalid_input"
+    http_status = 400
+    exit_code = 2
+
+
+class InvalidSignal(InvalidInput):
+    code = "invalid_signal"
+
+
+class InvalidLabel(InvalidInput):
+    code = "invalid_label"
+
+
+class UnsupportedContent(InvalidInput):
+    """The bytes are not a kind of content Bastion can hash (or not what they claim to be)."""
+
+    code = "unsupported_content"
+    http_status = 415
+
+
+class ContentTooLarge(InvalidInput):
+    """Too many bytes, pixels or seconds: refused before decoding (decompression bombs land here)."""
+
+    code = "content_too_large"
+    http_status = 413
+
+
+class CorruptContent(InvalidInput):
+    """The bytes claim a format but cannot be decoded (truncated or damaged files)."""
+
+    code = "corrupt_content"
+    http_status = 422
+
+
+class EmptyContent(InvalidInput):
+    code = "empty_content"
+    http_status = 422
+
+
+class UnreadableFile(BastionError):
+    """The file exists but cannot be read (permissions, a symlink loop, a directory...)."""
+
+    code = "unreadable_file"
+    http_status = 400
+    exit_code = 2
+
+
+class NotFound(BastionError):
+    code = "not_found"
+    http_status = 404
+    exit_code = 3
+
+
+class Conflict(BastionError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 4
+
+
+class ImportFailed(InvalidInput):
+    """A whole import was refused (unreadable file, unknown format); per-row errors do not raise this."""
+
+    code = "import_failed"

@@ -1,0 +1,76 @@
+"""Typed settings: every ``BASTION_*`` environment variable Bastion reads, in one place.
+
+Each field's description is its documentation (``bastion settings`` prints them; a test checks they are all in
+docs/settings.md).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / "bastion-data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded SQLite database and the saved PDQ index live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database; default: a SQLite file in data_dir. "
+        "Use postgresql+psycopg://... for PostgreSQL.",
+    )
+    pdq_match_threshold: int = Field(
+        default=31, ge=0, le=128, description="PDQ Hamming distance at or below which two hashes match."
+    )
+    pdq_min_quality: int = Field(
+        default=50, ge=0, le=100, description="PDQ hashes of lower quality are discarded (not matched or banked)."
+    )
+    pdq_match_dihedral: bool = Field(
+        default=True, description="Also query the 8 rotations/mirrors of each PDQ hash, so flipped copies match."
+    )
+    vpdq_frame_threshold: int = Field(
+        default=31, ge=0, le=128, description="vPDQ: distance at or below which two frame hashes match."
+    )
+    vpdq_match_percent: float = Field(
+        default=80.0, gt=0, le=100,
+        description="vPDQ: share of a video's frames that must match a bank video's frames.",
+    )
+    vpdq_seconds_per_hash: float = Field(
+        default=1.0, gt=0, description="vPDQ: one frame hash per this many seconds of video."
+    )
+    text_near_duplicate_threshold: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Estimated Jaccard similarity at or above which two texts are near-duplicates.",
+    )
+    max_file_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0, description="Files larger than this are refused unread."
+    )
+    max_image_pixels: int = Field(
+        default=100_000_000, gt=0,
+        description="Images declaring more pixels than this are refused before decoding (bomb protection).",
+    )
+    max_video_seconds: float = Field(
+        default=4 * 3600, gt=0, description="Videos longer than this are refused."
+    )
+    max_text_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Text and extracted PDF text longer than this is refused."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,128 @@
+"""Database tables. Every change to them comes with an Alembic migration (a test checks they agree)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Bank(Base):
+    """A named collection of known content. ``kind`` is "block" (match to act) or "allow" (known false positives)."""
+
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="block")
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+    entries: Mapped[list[BankEntry]] = relationship(back_populates="bank", cascade="all, delete-orphan",
+                                                    passive_deletes=True)
+
+
+class BankEntry(Base):
+    """One piece of known content in a bank: its labels and provenance. Its signals are in ``bank_signals``."""
+
+    __tablename__ = "bank_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    content_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(32), default="own_review")
+    note: Mapped[str] = mapped_column(Text, default="")
+    origin: Mapped[str] = mapped_column(Text, default="")  # file name or external id it came from
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    bank: Mapped[Bank] = relationship(back_populates="entries")
+    signals: Mapped[list[BankSignal]] = relationship(back_populates="entry", cascade="all, delete-orphan",
+                                                     passive_deletes=True)
+
+
+class BankSignal(Base):
+    """One signal of a bank entry. ``lookup_key`` is the value itself, or a digest of it for long values."""
+
+    __tablename__ = "bank_signals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id", ondelete="CASCADE"), index=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    lookup_key: Mapped[str] = mapped_column(String(160))
+    quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    entry: Mapped[BankEntry] = relationship(back_populates="signals")
+
+    __table_args__ = (Index("ix_bank_signals_type_key", "signal_type", "lookup_key"),)
+
+
+class BankChange(Base):
+    """The change feed matchers follow to keep in-memory indexes fresh without reloading everything.
+
+    New signals are found by id (append-only); this table records what id order cannot show: entries and banks
+    disabled, enabled or deleted.
+    """
+
+    __tablename__ = "bank_changes"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    bank_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImportRun(Base):
+    """A record of each bank import: counts and the first rejected rows, for the curator's audit trail."""
+
+    __tablename__ = "import_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(32))
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
