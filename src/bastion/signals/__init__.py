@@ -53,11 +53,18 @@ def compute_all(content: Content) -> list[Signal]:
     return out
 
 
+def usable(signals: list[Signal]) -> list[Signal]:
+    """The signals good enough to match or bank (drops e.g. low-quality PDQ hashes)."""
+    return [s for s in signals if get(s.type).usable(s)]
+
+
 def _register_builtins() -> None:
     from bastion.signals import md5, pdq, sha256, text, url, vpdq
 
+    # A module registers one type (SIGNAL_TYPE) or several (SIGNAL_TYPES, e.g. url and url_md5).
     for module in (md5, sha256, pdq, vpdq, url, text):
-        register(module.SIGNAL_TYPE)
+        for signal_type in getattr(module, "SIGNAL_TYPES", None) or (module.SIGNAL_TYPE,):
+            register(signal_type)
     try:
         from bastion.signals import tmk
     except ImportError:  # TMK needs the optional tmkpy extension
@@ -68,4 +75,4 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["Signal", "SignalType", "register", "get", "all_types", "types_for", "validate", "compute_all"]
+__all__ = ["Signal", "SignalType", "register", "get", "all_types", "types_for", "validate", "compute_all", "usable"]

@@ -24,11 +24,11 @@ class Signal:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form; ``meta`` keys starting with "_" are internal (e.g. PDQ's dihedral variants) and left out."""
         out: dict[str, Any] = {"type": self.type, "value": self.value}
         if self.quality is not None:
             out["quality"] = self.quality
-        if self.meta:
-            out.update(self.meta)
+        out.update({k: v for k, v in self.meta.items() if not k.startswith("_")})
         return out
 
 
@@ -64,6 +64,11 @@ class SignalType(ABC):
     def is_match(cls, distance: float) -> bool:
         """Whether a distance from :meth:`distance` is a match under the current settings."""
         return distance == 0
+
+    @classmethod
+    def usable(cls, signal: Signal) -> bool:
+        """Whether a computed signal is good enough to match or bank (PDQ: quality at or above the minimum)."""
+        return True
 
     @classmethod
     @abstractmethod
