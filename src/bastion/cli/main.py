@@ -1,0 +1,179 @@
+"""The ``bastion`` command: hash files, scan folders against banks, manage banks, run the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion import __version__
+from bastion.cli._common import fail, get_database, handle_errors
+from bastion.cli.bank import app as bank_app
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: find, review and remove terrorist and violent extremist content by hash matching.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(bank_app, name="bank")
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@app.command()
+@handle_errors
+def version() -> None:
+    """Print Bastion's version."""
+    typer.echo(__version__)
+
+
+@app.command("hash")
+@handle_errors
+def hash_cmd(
+    files: Annotated[list[Path] | None, typer.Argument(help="Files to hash (type sniffed from the bytes).")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="Hash this text (repeatable).")] = None,
+    url: Annotated[list[str] | None, typer.Option("--url", help="Hash this URL (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Compute every applicable signal (md5, sha256, pdq, vpdq, text, url...) without matching."""
+    from bastion import signals as signal_registry
+    from bastion.content import Content
+    from bastion.errors import BastionError
+    from bastion.matching.scanner import FileResult, hash_file
+
+    if not (files or text or url):
+        fail("nothing to hash: give FILES, --text or --url", code="no_input")
+    results: list[FileResult] = [hash_file(str(f)) for f in files or []]
+    for label, make in (("text", Content.from_text), ("url", Content.from_url)):
+        for value in (text if label == "text" else url) or []:
+            r = FileResult(path=f"<{label}>")
+            try:
+                content = make(value)
+                r.content_type = content.content_type.value
+                r.signals = signal_registry.compute_all(content)
+            except BastionError as exc:
+                r.error = {"code": exc.code, "message": exc.message}
+            results.append(r)
+    for r in results:
+        if as_json:
+            typer.echo(_dumps(r.to_dict(with_matches=False)))
+            continue
+        if r.error:
+            typer.echo(f"{r.path}: error[{r.error['code']}]: {r.error['message']}")
+            continue
+        typer.echo(f"{r.path} ({r.content_type})")
+        for s in r.signals:
+            quality = f"  quality={s.quality}" if s.quality is not None else ""
+            value = s.value if len(s.value) <= 100 else s.value[:97] + "..."
+            typer.echo(f"  {s.type:<13} {value}{quality}")
+
+
+@app.command()
+@handle_errors
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to scan (recursively).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line per file.")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64, help="Hashing processes.")] = 1,
+    bank: Annotated[list[str] | None, typer.Option("--bank", "-b", help="Only report matches in this bank.")] = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal only).")
+    ] = None,
+) -> None:
+    """Hash every file under PATHS and match it against every enabled bank.
+
+    Exit status 0 when the scan completed, whether or not files matched or could not be read.
+    """
+    from bastion.banks.service import BankService
+    from bastion.matching.matcher import open_matcher
+    from bastion.matching.scanner import iter_files, scan_files
+
+    db = get_database()
+    if bank:
+        service = BankService(db)
+        for name in bank:
+            service.get_bank(name)  # NotFound with a code, before any work
+    matcher = open_matcher(db)
+    files = list(iter_files(paths))
+    show_progress = progress if progress is not None else (sys.stderr.isatty() and sys.stdout.isatty())
+    results = scan_files(files, matcher, workers=workers, banks=set(bank) if bank else None)
+    if show_progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("scanning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("scan", total=len(files))
+            for r in results:
+                typer.echo(_dumps(r.to_dict()) if as_json else _human(r))
+                bar.advance(task)
+    else:
+        for r in results:
+            typer.echo(_dumps(r.to_dict()) if as_json else _human(r))
+
+
+def _human(r: object) -> str:
+    from bastion.matching.scanner import FileResult
+
+    assert isinstance(r, FileResult)
+    if r.error:
+        return f"{r.path}: error[{r.error['code']}]: {r.error['message']}"
+    m = r.match
+    if m is None or not (m.matches or m.suppressed):
+        return f"{r.path}: {r.content_type}, no match"
+    if not m.matches:
+        allow = ", ".join(f"{a.bank}#{a.entry_id}" for a in m.allowed_by)
+        return f"{r.path}: {r.content_type}, {len(m.suppressed)} match(es) suppressed by allow-list {allow}"
+    parts = []
+    for x in m.matches:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(x.labels.items()))
+        extra = f" {x.detail['transform']}" if "transform" in x.detail else ""
+        parts.append(f"{x.bank}#{x.entry_id} via {x.signal_type} (distance {x.distance:g}{extra}) [{labels}]")
+    return f"{r.path}: {r.content_type}, MATCH " + "; ".join(parts)
+
+
+@app.command()
+@handle_errors
+def demo() -> None:
+    """Create a bank from bundled benign sample images, scan altered copies, print the matches."""
+    from bastion.demo import run_demo
+
+    run_demo(get_database(), echo=typer.echo)
+
+
+@app.command("settings")
+@handle_errors
+def settings_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show every BASTION_* setting, its current value and what it does."""
+    from bastion.settings import Settings, get_settings
+
+    current = get_settings()
+    rows = []
+    for name, info in Settings.model_fields.items():
+        rows.append(
+            {
+                "env": f"BASTION_{name.upper()}",
+                "value": str(getattr(current, name)),
+                "description": info.description or "",
+            }
+        )
+    if as_json:
+        typer.echo(_dumps(rows))
+        return
+    for row in rows:
+        typer.echo(f"{row['env']} = {row['value']}\n    {row['description']}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
