@@ -7,6 +7,7 @@ into an uploads folder, scans that folder and prints what matched. Nothing here 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,10 +56,8 @@ def prepare_uploads(folder: Path, unrelated: int = 4) -> dict[str, str]:
 def run_demo(db: Database, echo: Callable[[str], None] = print) -> list[FileResult]:
     settings = get_settings()
     service = BankService(db)
-    try:
+    with contextlib.suppress(NotFound):
         service.delete_bank(DEMO_BANK)
-    except NotFound:
-        pass
     service.create_bank(
         DEMO_BANK, description="Bundled benign sample images standing in for known content", created_by="bastion demo"
     )
