@@ -96,3 +96,12 @@ class ImportFailed(InvalidInput):
     """A whole import was refused (unreadable file, unknown format); per-row errors do not raise this."""
 
     code = "import_failed"
+
+
+class IndexCorrupt(BastionError):
+    """A saved index cannot be used (missing, truncated, damaged or from another format version): rebuild it.
+
+    ``details["reason"]`` says which: "missing", "unreadable", "malformed", "version", "truncated", "checksum".
+    """
+
+    code = "index_corrupt"
