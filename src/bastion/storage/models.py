@@ -76,6 +76,9 @@ class BankEntry(Base):
     signals: Mapped[list[BankSignal]] = relationship(back_populates="entry", cascade="all, delete-orphan",
                                                      passive_deletes=True)
 
+    # AUTOINCREMENT: SQLite must never reuse the id of a deleted row (change-feed readers track ids).
+    __table_args__ = {"sqlite_autoincrement": True}
+
 
 class BankSignal(Base):
     """One signal of a bank entry. ``lookup_key`` is the value itself, or a digest of it for long values."""
@@ -92,7 +95,11 @@ class BankSignal(Base):
 
     entry: Mapped[BankEntry] = relationship(back_populates="signals")
 
-    __table_args__ = (Index("ix_bank_signals_type_key", "signal_type", "lookup_key"),)
+    __table_args__ = (
+        Index("ix_bank_signals_type_key", "signal_type", "lookup_key"),
+        # AUTOINCREMENT: on SQLite a deleted last row's id would otherwise be reused, and matchers load "id > last".
+        {"sqlite_autoincrement": True},
+    )
 
 
 class BankChange(Base):
@@ -110,6 +117,8 @@ class BankChange(Base):
     entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    __table_args__ = {"sqlite_autoincrement": True}
+
 
 class ImportRun(Base):
     """A record of each bank import: counts and the first rejected rows, for the curator's audit trail."""
@@ -122,6 +131,7 @@ class ImportRun(Base):
     source_name: Mapped[str] = mapped_column(Text, default="")
     imported: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # already in the bank, or withdrawn
     errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
