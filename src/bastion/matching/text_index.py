@@ -11,12 +11,14 @@ at 0.1 and 0.5% at 0.05 (unrelated texts score 0.0-0.06; see bench/bench_text_mi
 threshold than the banding allows for is answered by a full scan instead, so results are complete up to the 99%
 bound at any threshold.
 
-Storage (why not a dict per band, as datasketch's ``MinHashLSH`` keeps): for each band a sorted array of 64-bit
-band hashes and the rows they belong to, searched with ``np.searchsorted`` - 12 bytes per entry and band instead of
-~100 for Python dict entries, so a million texts fit in about 1 GB. Entries added since the last sort sit in a
-small unsorted tail scanned with numpy; the tables are re-sorted when the tail outgrows 1/8 of the sorted part
-(amortised O(log n) per added entry). Removed entries are marked dead and dropped at the next re-sort.
-Not thread-safe: callers serialise writes (the matcher holds a lock).
+Storage (why not a dict per band, as datasketch's ``MinHashLSH`` keeps): one sorted array of the 64-bit hashes of
+every entry's bands (the band number hashed in) and the row of each, searched with one ``np.searchsorted`` call.
+With the signatures that is about 1.5 KB per text (a Python dict entry per band alone would be ~4 KB), so a
+million texts fit in about 1.5 GB. Entries added since the last sort sit in a small unsorted tail scanned with
+numpy; the table is re-sorted when the tail outgrows 1,024 + 1/8 of the sorted part (amortised O(log n) per added
+entry). Removed entries are marked dead and dropped at the next re-sort.
+
+Not thread-safe: callers serialise writes and do not query during a write.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from bastion.errors import InvalidInput
 from bastion.settings import get_settings
-from bastion.signals.text import GOLDEN, NUM_PERM, decode_signature, fmix64
+from bastion.signals.text import GOLDEN, NUM_PERM, decode_signature, decode_signatures, fmix64
 
 TARGET_RECALL = 0.99
 _MIN_TAIL = 1024
@@ -69,8 +71,8 @@ class MinHashIndex:
         self._alive = np.empty(0, bool)
         self._size = 0  # rows in use, dead ones included
         self._row_of: dict[int, int] = {}
-        self._sorted_keys = np.empty((self.bands, 0), np.uint64)
-        self._sorted_rows = np.empty((self.bands, 0), np.int64)
+        self._sorted_keys = np.empty(0, np.uint64)  # every (row, band) hash, sorted
+        self._sorted_rows = np.empty(0, np.int32)  # the row of each
         self._indexed = 0  # rows [0, _indexed) are in the sorted tables
 
     def __len__(self) -> int:
@@ -94,7 +96,7 @@ class MinHashIndex:
             raise InvalidInput("ids must be integers", code="invalid_id")
         if len(set(ids)) != len(ids):
             raise InvalidInput("the same id appears twice in one add", code="duplicate_id")
-        sigs = np.stack([decode_signature(v) for v in values])
+        sigs = decode_signatures(values)
         keys = self._band_keys(sigs)
         self.remove([i for i in ids if i in self._row_of])
         start, end = self._size, self._size + len(ids)
@@ -144,12 +146,9 @@ class MinHashIndex:
     def _candidates(self, qkeys: np.ndarray) -> np.ndarray:
         parts = []
         if self._indexed:
-            for band in range(self.bands):
-                keys = self._sorted_keys[band]
-                lo = np.searchsorted(keys, qkeys[band], "left")
-                hi = np.searchsorted(keys, qkeys[band], "right")
-                if hi > lo:
-                    parts.append(self._sorted_rows[band, lo:hi])
+            los = np.searchsorted(self._sorted_keys, qkeys, "left")
+            his = np.searchsorted(self._sorted_keys, qkeys, "right")
+            parts += [self._sorted_rows[lo:hi] for lo, hi in zip(los.tolist(), his.tolist(), strict=True) if hi > lo]
         if self._size > self._indexed:
             tail = (self._keys[self._indexed : self._size] == qkeys).any(axis=1)
             parts.append(np.flatnonzero(tail) + self._indexed)
@@ -160,10 +159,10 @@ class MinHashIndex:
 
     # -- internals ------------------------------------------------------------------------------------------------
     def _band_keys(self, sigs: np.ndarray) -> np.ndarray:
-        """(n, bands) 64-bit hashes of each signature's bands."""
+        """(n, bands) 64-bit hashes of each signature's bands (the band number is hashed in: one table for all)."""
         n = sigs.shape[0]
         x = sigs[:, : self.bands * self.rows].astype(np.uint64).reshape(n, self.bands, self.rows)
-        h = np.zeros((n, self.bands), np.uint64)
+        h = np.repeat(np.arange(1, self.bands + 1, dtype=np.uint64)[None, :], n, axis=0)
         for j in range(self.rows):
             h = fmix64(h * GOLDEN + x[:, :, j])
         return h
@@ -189,10 +188,10 @@ class MinHashIndex:
         self._alive[n:] = False
         self._size = self._indexed = n
         self._row_of = dict(zip(self._ids[:n].tolist(), range(n), strict=True))
-        keys_t = np.ascontiguousarray(self._keys[:n].T)
-        order = np.argsort(keys_t, axis=1, kind="stable")
-        self._sorted_keys = np.take_along_axis(keys_t, order, axis=1)
-        self._sorted_rows = order.astype(np.int64)
+        flat = self._keys[:n].ravel()
+        order = np.argsort(flat, kind="stable")
+        self._sorted_keys = flat[order]
+        self._sorted_rows = (order // self.bands).astype(np.int32)
 
 
 __all__ = ["MinHashIndex", "choose_banding", "candidate_probability", "TARGET_RECALL"]
