@@ -102,8 +102,13 @@ def test_normal_forms(given_text: str, normal: str) -> None:
     assert normalize_text(given_text) == normal
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=200))
+_TRICKY = st.sampled_from(
+    list("aAlL1iI|!@$0oO3eE 4.-'_:\t\u200b\u0301\u0345ſﬁﬀßẞİıǅǈǰŉΐ㎒Ⅻ½²ⓐ𝟘ᴀꭹЗзбΣσς٢") + ["\U000e0041", "\ufe0f"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.text(_TRICKY, max_size=40)))
 def test_normalisation_is_stable(s: str) -> None:
     once = normalize_text(s)
     assert normalize_text(once) == once

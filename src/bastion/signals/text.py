@@ -76,10 +76,13 @@ _SIG_BYTES = NUM_PERM * 4
 _CHUNK = 4096
 
 _LEET_DIGITS = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g"})
-_LEET_SYMBOLS = {"@": "a", "$": "s", "!": "i", "|": "i"}
-_LEET_CHAR = re.compile(r"[0-9@$!|]")
-_WORD_TAIL = re.compile(r"[\w@$!|]*")
-_LEET_SYMBOL = re.compile(r"[@$](?=[^\W\d_])|(?<=[^\W\d_])[@$]|[!|](?=[^\W\d_])")
+_LETTER = r"[^\W\d_]"
+_LEET_SYMBOLS = (  # "@" and "$" next to a letter; "!" and "|" before one
+    (re.compile(rf"@(?={_LETTER})|(?<={_LETTER})@"), "a"),
+    (re.compile(rf"\$(?={_LETTER})|(?<={_LETTER})\$"), "s"),
+    (re.compile(rf"[!|](?={_LETTER})"), "i"),
+)
+_SYMBOLS = re.compile(r"[@$!|]+")
 _SPACED_LETTERS = re.compile(r"(?<!\S)\w(?: \w){2,}(?!\S)")
 _APOSTROPHES = "'\u2018\u2019\u02bc\u02bb\u0060\u00b4\u2032"
 _INVISIBLE_LETTERS = "\u115f\u1160\u3164\uffa0"
@@ -108,7 +111,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if char.isalpha():
             targets = letters  # a letter folds to a letter only (Cyrillic б is not the digit 6)
         if targets:
-            homoglyphs[ord(char)] = ord((letters or targets)[0])
+            homoglyphs[ord(char)] = ord((letters or targets)[0].lower())
     homoglyphs[ord("l")] = ord("i")
     for cp in range(0x20000):  # planes 2-3 hold only CJK ideographs (letters) and unassigned code points
         ch = chr(cp)
@@ -121,7 +124,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             strip[cp] = _DELETE
         if cat in ("Zs", "Zl", "Zp") or ch.isspace() or ch == "\u2800":
             strip[cp] = ord(" ")
-        elif cat[0] in "PS":
+        elif cat[0] in "PS" and ch not in "@$!|":
             punct[cp] = _DELETE if ch in _APOSTROPHES else ord(" ")
     return homoglyphs, strip, punct
 
@@ -137,28 +140,19 @@ def _translate(s: str, table: np.ndarray) -> str:
     return out[out != _DELETE].tobytes().decode("utf-32-le", errors="surrogatepass")
 
 
-def _fold_leet_word(word: str) -> str:
-    word = _LEET_SYMBOL.sub(lambda s: _LEET_SYMBOLS[s.group()], word)
-    if any(c.isalpha() for c in word):
-        word = word.translate(_LEET_DIGITS)
+def _fold_digits(word: str) -> str:
+    if word.isalpha() or word.isnumeric():  # most words: checked in C
+        return word
+    if word.isalnum() or any(c.isalpha() for c in word):  # alphanumeric but not all numeric: has a letter
+        return word.translate(_LEET_DIGITS)
     return word
 
 
 def _fold_leet(t: str) -> str:
-    """Leetspeak folded in each word (a run of letters, digits, "_" and "@$!|") that holds a digit or symbol."""
-    out: list[str] = []
-    pos = 0
-    for m in _LEET_CHAR.finditer(t):  # a regex over whole words backtracks on every word: find the rare hits
-        if m.start() < pos:
-            continue
-        start = m.start()
-        while start > pos and (t[start - 1].isalnum() or t[start - 1] in "_@$!|"):
-            start -= 1
-        end = _WORD_TAIL.match(t, m.end()).end()
-        out += (t[pos:start], _fold_leet_word(t[start:end]))
-        pos = end
-    out.append(t[pos:])
-    return "".join(out)
+    """Leetspeak symbols (by regex, in C) then digits in words with a letter; other symbols become spaces."""
+    for pattern, letter in _LEET_SYMBOLS:
+        t = pattern.sub(letter, t)
+    return " ".join([_fold_digits(w) for w in _SYMBOLS.sub(" ", t).split()])
 
 
 def normalize_text(s: str) -> str:
@@ -166,11 +160,9 @@ def normalize_text(s: str) -> str:
     homoglyphs, strip, punct = _tables()
     t = _translate(unicodedata.normalize("NFKC", s), homoglyphs).casefold()
     t = _translate(_translate(unicodedata.normalize("NFKD", t), strip), homoglyphs)
-    t = unicodedata.normalize("NFC", t)
-    t = _fold_leet(t)
-    t = " ".join(_translate(t, punct).split())
+    t = _fold_leet(_translate(unicodedata.normalize("NFC", t), punct))  # punct: all to spaces but "@$!|"
     t = _SPACED_LETTERS.sub(lambda m: m.group().replace(" ", ""), t)
-    return _fold_leet(t)  # again for words just joined ("0 0 a" -> "00a" -> "ooa")
+    return " ".join([_fold_digits(w) for w in t.split(" ")])  # again for joined words ("0 0 a" -> "ooa")
 
 
 @functools.lru_cache(maxsize=1)
