@@ -43,7 +43,7 @@ least ``settings.text_near_duplicate_threshold``. Texts of fewer than :data:`MIN
 
 Why 3-word shingles, N = 128 and threshold 0.5 (``bench/bench_text_minhash.py``, 200 generated documents of
 100-1000 words, 19,900 unrelated pairs): with 3-word shingles a copy with 5% of its words replaced, inserted or
-deleted scores 0.67-0.90 (median 0.78) and unrelated documents at most 0.055, so 0.5 sits in a wide gap (no
+deleted scores at least 0.67 (median 0.78) and unrelated documents at most 0.055, so 0.5 sits in a wide gap (no
 misses, no false matches; 10%-edited copies still score at least 0.50). 2-word shingles let unrelated texts share
 more (up to 0.125; real prose shares far more word pairs than trigrams); 4 and 5 words make small edits cost too
 much (5%-edited copies down to 0.52-0.59). N = 128 gives an estimate within about +/-0.09 (2 standard deviations)
