@@ -16,7 +16,7 @@ from pathlib import Path
 
 import filetype
 
-from bastion.errors import ContentTooLarge, EmptyContent, UnreadableFile, UnsupportedContent
+from bastion.errors import ContentTooLarge, EmptyContent, InvalidInput, UnreadableFile, UnsupportedContent
 from bastion.settings import Settings, get_settings
 
 SNIFF_BYTES = 8192
@@ -35,8 +35,15 @@ class ContentType(str, enum.Enum):
 
 _IMAGE_MIMES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"}
 _VIDEO_MIMES = {
-    "video/mp4", "video/x-matroska", "video/webm", "video/quicktime", "video/x-msvideo", "video/x-flv",
-    "video/mpeg", "video/3gpp", "video/x-m4v",
+    "video/mp4",
+    "video/x-matroska",
+    "video/webm",
+    "video/quicktime",
+    "video/x-msvideo",
+    "video/x-flv",
+    "video/mpeg",
+    "video/3gpp",
+    "video/x-m4v",
 }
 
 
@@ -132,7 +139,12 @@ class Content:
         settings = settings or get_settings()
         if not text.strip():
             raise EmptyContent("the text is empty")
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                f"the text is not valid Unicode ({exc.reason} at {exc.start})", code="invalid_text"
+            ) from exc
         if len(data) > settings.max_text_bytes:
             raise ContentTooLarge(f"{len(data)} bytes of text is over the limit of {settings.max_text_bytes}")
         return cls(ContentType.TEXT, "text/plain", size=len(data), _data=data, _text=text, settings=settings)

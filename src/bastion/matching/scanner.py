@@ -79,7 +79,9 @@ def hash_file(path: str, settings: Settings | None = None) -> FileResult:
     try:
         content = Content.from_path(path, settings)
         result.content_type = content.content_type.value
-        result.signals = signal_registry.compute_all(content)
+        result.signals, errors = signal_registry.compute_each(content)
+        if errors:  # the signals that could be computed stay (e.g. md5/sha256 of a truncated image)
+            result.error = {"code": errors[0].code, "message": errors[0].message}
     except BastionError as exc:
         result.error = {"code": exc.code, "message": exc.message}
         result.signals = []
@@ -123,7 +125,7 @@ def scan_files(
         results = pool.imap(_hash_job, jobs, chunksize=4)
     try:
         for result in results:
-            if matcher is not None and result.error is None:
+            if matcher is not None and result.signals:
                 result.match = matcher.match(result.signals)
                 if banks is not None:
                     result.match.matches = [m for m in result.match.matches if m.bank in banks]

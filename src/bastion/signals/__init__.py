@@ -7,7 +7,7 @@ Built-in types are registered exactly as an extension would be, with :func:`regi
 from __future__ import annotations
 
 from bastion.content import Content, ContentType
-from bastion.errors import InvalidSignal
+from bastion.errors import BastionError, InvalidSignal, UnreadableFile
 from bastion.signals.base import Signal, SignalType
 
 _REGISTRY: dict[str, type[SignalType]] = {}
@@ -46,11 +46,28 @@ def validate(signal_type: str, value: str) -> str:
 
 
 def compute_all(content: Content) -> list[Signal]:
-    """Every applicable signal for one piece of content, in registry order."""
+    """Every applicable signal for one piece of content, in registry order; the first failure raises."""
+    signals, errors = compute_each(content)
+    if errors:
+        raise errors[0]
+    return signals
+
+
+def compute_each(content: Content) -> tuple[list[Signal], list[BastionError]]:
+    """Every applicable signal, going on past a type that fails: a truncated JPEG still gets its md5 and sha256.
+
+    Returns the signals computed and the errors of the types that failed (in registry order).
+    """
     out: list[Signal] = []
+    errors: list[BastionError] = []
     for t in types_for(content.content_type):
-        out.extend(t.compute(content))
-    return out
+        try:
+            out.extend(t.compute(content))
+        except BastionError as exc:
+            if isinstance(exc, UnreadableFile):  # nothing else will read it either
+                return out, [exc]
+            errors.append(exc)
+    return out, errors
 
 
 def usable(signals: list[Signal]) -> list[Signal]:
@@ -75,4 +92,15 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["Signal", "SignalType", "register", "get", "all_types", "types_for", "validate", "compute_all", "usable"]
+__all__ = [
+    "Signal",
+    "SignalType",
+    "register",
+    "get",
+    "all_types",
+    "types_for",
+    "validate",
+    "compute_all",
+    "compute_each",
+    "usable",
+]
