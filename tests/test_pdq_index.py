@@ -223,6 +223,19 @@ def test_add_remove_replace(engine):
     assert len(index) == 4 and index.query(h[3])[0].tolist() == [1] and index._snap.dn == 0
 
 
+@pytest.mark.parametrize("count", [3, 40])  # into the delta / straight into a rebuilt main part
+def test_index_does_not_keep_the_callers_arrays(engine, count):
+    rng = np.random.default_rng(4)
+    ids, hashes = np.arange(count, dtype=np.int64), rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    expect = hashes.copy()
+    index = PDQIndex(engine=engine)
+    index.DELTA_MIN = index.DELTA_MAX = 8
+    index.add(ids, hashes)
+    ids[:] += 1000
+    hashes[:] = 0
+    assert [index.query(h)[0].tolist() for h in expect] == [[i] for i in range(count)]
+
+
 def test_delta_and_tombstones_are_compacted_automatically(engine):
     rng = np.random.default_rng(6)
     index = PDQIndex(engine=engine)

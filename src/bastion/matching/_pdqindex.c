@@ -141,9 +141,25 @@ static int linear_scan(const uint8_t *hashes, const int64_t *ids, const uint8_t 
     return 0;
 }
 
-/* Probe the tables for one query; candidates are (row << 3 | super-chunk) in cands. */
-static int index_scan(const plan_t *P, const uint16_t *qh, vec_t *ranges, vec_t *cands) {
+/* One query in flight: its key material and the buckets it will scan. */
+typedef struct {
+    uint64_t q64[4];
+    uint32_t q32[NS];
+    uint16_t qh[NT];
+    vec_t ranges;
+} query_t;
+
+static void query_load(query_t *Q, const uint8_t *q) {
+    for (int w = 0; w < 4; w++) Q->q64[w] = load64(q + 8 * w);
+    for (int i = 0; i < NS; i++) Q->q32[i] = load32(q + 4 * i);
+    for (int t = 0; t < NT; t++) Q->qh[t] = (uint16_t)key16(q + 2 * t);
+}
+
+/* Stage 1: list the buckets the plan probes and prefetch their offsets, then every cache line of each bucket, so
+ * the memory system fetches them while the previous query of the batch is being scanned. */
+static int query_prepare(const plan_t *P, query_t *Q) {
     size_t n = (size_t)P->n;
+    vec_t *ranges = &Q->ranges;
     ranges->len = 0;
     for (int t = 0; t < NT; t++) {
         int ht = P->H[t];
@@ -160,7 +176,7 @@ static int index_scan(const plan_t *P, const uint16_t *qh, vec_t *ranges, vec_t 
             int lim = si - g_mask_pc[p];
             if (lim < lo) break; /* masks are ordered by popcount: every later one fails too */
             if (lim > 16) lim = 16;
-            uint32_t key = (uint32_t)(qh[t] ^ g_masks[p]);
+            uint32_t key = (uint32_t)(Q->qh[t] ^ g_masks[p]);
             range_t *x = r + ranges->len++;
             x->key = key;
             x->t = (uint8_t)t;
@@ -170,72 +186,68 @@ static int index_scan(const plan_t *P, const uint16_t *qh, vec_t *ranges, vec_t 
         }
     }
     range_t *r = (range_t *)ranges->p;
-    size_t nr = ranges->len;
-    for (size_t k = 0; k < nr; k++) {
+    for (size_t k = 0; k < ranges->len; k++) {
         const uint32_t *off = P->offsets + (size_t)r[k].t * NOFF + r[k].key;
         r[k].b = off[0];
         r[k].e = off[1];
-        if (r[k].b < r[k].e) PREFETCH(P->others + (size_t)r[k].t * n + r[k].b);
-    }
-    for (size_t k = 0; k < nr; k++) {
-        uint32_t b = r[k].b, e = r[k].e;
-        if (b == e) continue;
-        int t = r[k].t;
-        const uint16_t *o = P->others + (size_t)t * n;
-        const uint32_t *sl = P->slots + (size_t)t * n;
-        uint32_t qo = qh[t ^ 1], lo = r[k].lo, span = (uint32_t)(r[k].lim - r[k].lo);
-        uint64_t chunk = (uint64_t)(t >> 1);
-        for (uint32_t j = b; j < e; j++) {
-            uint32_t d = (uint32_t)POP32((uint32_t)o[j] ^ qo);
-            if (d - lo <= span) {
-                if (vec_reserve(cands, 1)) return -1;
-                uint32_t s = sl[j];
-                PREFETCH(P->hashes + (size_t)s * HB);
-                ((uint64_t *)cands->p)[cands->len++] = ((uint64_t)s << 3) | chunk;
-            }
-        }
+        const uint16_t *o = P->others + (size_t)r[k].t * n;
+        for (uint32_t j = r[k].b; j < r[k].e; j += 32) PREFETCH(o + j);
     }
     return 0;
 }
 
-static int search_one(const plan_t *P, const uint8_t *q, vec_t *ranges, vec_t *cands, vec_t *hits) {
-    uint64_t q64[4];
-    uint32_t q32[NS];
-    uint16_t qh[NT];
-    for (int w = 0; w < 4; w++) q64[w] = load64(q + 8 * w);
-    for (int i = 0; i < NS; i++) q32[i] = load32(q + 4 * i);
-    for (int t = 0; t < NT; t++) qh[t] = (uint16_t)key16(q + 2 * t);
-    size_t start = hits->len;
-    if (P->n > 0) {
-        if (!P->use_index) {
-            if (linear_scan(P->hashes, P->ids, P->alive, P->n, q64, P->radius, hits)) return -1;
-        } else {
-            cands->len = 0;
-            if (index_scan(P, qh, ranges, cands)) return -1;
-            const uint64_t *c = (const uint64_t *)cands->p;
-            for (size_t k = 0; k < cands->len; k++) {
-                uint32_t s = (uint32_t)(c[k] >> 3);
-                int chunk = (int)(c[k] & 7);
-                const uint8_t *h = P->hashes + (size_t)s * HB;
-                int canonical = 1; /* report a row only from the first super-chunk whose threshold admits it */
-                for (int i = 0; i < chunk; i++) {
-                    if (POP32(load32(h + 4 * i) ^ q32[i]) <= P->S[i]) {
-                        canonical = 0;
-                        break;
-                    }
-                }
-                if (!canonical) continue;
-                int d = dist256(h, q64);
-                if (d <= P->radius && P->alive[s]) {
-                    if (vec_reserve(hits, 1)) return -1;
-                    hit_t *x = (hit_t *)hits->p + hits->len++;
-                    x->id = P->ids[s];
-                    x->dist = d;
+/* Stage 2: scan the buckets through the super-chunk filter, then resolve survivors' rows and verify them against
+ * the full hashes (each step prefetches what the next one reads); then the delta, then sort the query's hits. */
+static int query_finish(const plan_t *P, query_t *Q, vec_t *cands, vec_t *hits) {
+    size_t n = (size_t)P->n, start = hits->len;
+    if (n > 0 && !P->use_index) {
+        if (linear_scan(P->hashes, P->ids, P->alive, P->n, Q->q64, P->radius, hits)) return -1;
+    } else if (n > 0) {
+        const range_t *r = (const range_t *)Q->ranges.p;
+        cands->len = 0;
+        for (size_t k = 0; k < Q->ranges.len; k++) {
+            int t = r[k].t;
+            const uint16_t *o = P->others + (size_t)t * n;
+            uint32_t qo = Q->qh[t ^ 1], lo = r[k].lo, span = (uint32_t)(r[k].lim - r[k].lo);
+            uint64_t chunk = (uint64_t)(t >> 1);
+            for (uint32_t j = r[k].b; j < r[k].e; j++) {
+                uint32_t d = (uint32_t)POP32((uint32_t)o[j] ^ qo);
+                if (d - lo <= span) { /* candidate: (position in the slots array << 3) | super-chunk */
+                    if (vec_reserve(cands, 1)) return -1;
+                    size_t at = (size_t)t * n + j;
+                    PREFETCH(P->slots + at);
+                    ((uint64_t *)cands->p)[cands->len++] = ((uint64_t)at << 3) | chunk;
                 }
             }
         }
+        uint64_t *c = (uint64_t *)cands->p;
+        for (size_t k = 0; k < cands->len; k++) { /* now (row << 3) | super-chunk */
+            uint32_t s = P->slots[c[k] >> 3];
+            c[k] = ((uint64_t)s << 3) | (c[k] & 7);
+            PREFETCH(P->hashes + (size_t)s * HB);
+        }
+        for (size_t k = 0; k < cands->len; k++) {
+            uint32_t s = (uint32_t)(c[k] >> 3);
+            int chunk = (int)(c[k] & 7);
+            const uint8_t *h = P->hashes + (size_t)s * HB;
+            int canonical = 1; /* report a row only from the first super-chunk whose threshold admits it */
+            for (int i = 0; i < chunk; i++) {
+                if (POP32(load32(h + 4 * i) ^ Q->q32[i]) <= P->S[i]) {
+                    canonical = 0;
+                    break;
+                }
+            }
+            if (!canonical) continue;
+            int d = dist256(h, Q->q64);
+            if (d <= P->radius && P->alive[s]) {
+                if (vec_reserve(hits, 1)) return -1;
+                hit_t *x = (hit_t *)hits->p + hits->len++;
+                x->id = P->ids[s];
+                x->dist = d;
+            }
+        }
     }
-    if (P->dn > 0 && linear_scan(P->dhashes, P->dids, P->dalive, P->dn, q64, P->radius, hits)) return -1;
+    if (P->dn > 0 && linear_scan(P->dhashes, P->dids, P->dalive, P->dn, Q->q64, P->radius, hits)) return -1;
     size_t count = hits->len - start;
     if (count > 1) qsort((hit_t *)hits->p + start, count, sizeof(hit_t), cmp_hit);
     return 0;
@@ -263,8 +275,10 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_buffer *all[] = {&qb, &sb, &hb, &b_hash, &b_ids, &b_alive, &b_off, &b_oth, &b_slot, &b_dh, &b_di, &b_da};
     PyObject *result = NULL;
     plan_t P;
-    vec_t ranges = {NULL, 0, 0, sizeof(range_t)}, cands = {NULL, 0, 0, sizeof(uint64_t)},
-          hits = {NULL, 0, 0, sizeof(hit_t)};
+    vec_t cands = {NULL, 0, 0, sizeof(uint64_t)}, hits = {NULL, 0, 0, sizeof(hit_t)};
+    query_t Q[2];
+    memset(Q, 0, sizeof(Q));
+    Q[0].ranges.elem = Q[1].ranges.elem = sizeof(range_t);
     int64_t *counts = NULL;
     Py_ssize_t m = qb.len / HB, n = b_ids.len / 8, dn = b_di.len / 8;
     if (radius < 0 || radius > 256) {
@@ -301,14 +315,25 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    int failed = 0;
+    int failed = 0, pipelined = use_index && n > 0;
+    const uint8_t *queries = qb.buf;
     Py_BEGIN_ALLOW_THREADS;
-    for (Py_ssize_t k = 0; k < m; k++) {
-        size_t before = hits.len;
-        if (search_one(&P, (const uint8_t *)qb.buf + (size_t)k * HB, &ranges, &cands, &hits)) {
-            failed = 1;
-            break;
+    /* Two queries in flight: query k + 1's buckets are being fetched while query k is scanned. */
+    if (m > 0) {
+        query_load(&Q[0], queries);
+        failed = pipelined && query_prepare(&P, &Q[0]);
+    }
+    for (Py_ssize_t k = 0; k < m && !failed; k++) {
+        query_t *next = &Q[(k + 1) & 1];
+        if (k + 1 < m) {
+            query_load(next, queries + (size_t)(k + 1) * HB);
+            if (pipelined && query_prepare(&P, next)) {
+                failed = 1;
+                break;
+            }
         }
+        size_t before = hits.len;
+        failed = query_finish(&P, &Q[k & 1], &cands, &hits);
         counts[k] = (int64_t)(hits.len - before);
     }
     Py_END_ALLOW_THREADS;
@@ -334,7 +359,8 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     Py_XDECREF(dists);
 done:
     free(counts);
-    free(ranges.p);
+    free(Q[0].ranges.p);
+    free(Q[1].ranges.p);
     free(cands.p);
     free(hits.p);
     for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) PyBuffer_Release(all[k]);

@@ -138,6 +138,15 @@ def _as_query(hash32: Any) -> np.ndarray:
     return np.ascontiguousarray(arr).reshape(1, HASH_BYTES)
 
 
+def _own(arr: np.ndarray, given: Any) -> np.ndarray:
+    """``arr`` if it is a fresh array, else a copy: the index must not keep memory the caller may reuse."""
+    return arr if arr is not given and arr.base is None else arr.copy()
+
+
+def _increasing(ids: np.ndarray) -> bool:
+    return len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
+
+
 def _check_radius(radius: Any) -> int:
     if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or not 0 <= radius <= MAX_RADIUS:
         raise InvalidInput(f"radius must be an integer from 0 to {MAX_RADIUS}, got {radius!r}")
@@ -186,18 +195,20 @@ class PDQIndex:
     # -- mutation ---------------------------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, hashes: np.ndarray) -> None:
         """Add or replace entries: ``ids`` int64 (n,), ``hashes`` uint8 (n, 32). A repeated id keeps its last hash."""
+        given = ids, hashes
         ids, hashes = _as_ids(ids), _as_hashes(hashes)
         if len(ids) != len(hashes):
             raise InvalidInput(f"{len(ids)} ids but {len(hashes)} hashes")
         if not len(ids):
             return
-        uniq, first_from_end = np.unique(ids[::-1], return_index=True)
-        if len(uniq) != len(ids):
-            keep = np.sort(len(ids) - 1 - first_from_end)
-            ids, hashes = ids[keep], hashes[keep]
+        if not _increasing(ids):
+            uniq, first_from_end = np.unique(ids[::-1], return_index=True)
+            if len(uniq) != len(ids):  # a repeated id: keep its last row
+                keep = np.sort(len(ids) - 1 - first_from_end)
+                ids, hashes = ids[keep], hashes[keep]
         with self._lock:
             if self._delta_live + len(ids) > self._delta_limit(len(self._snap.main.ids)):
-                self._rebuild(ids, hashes)
+                self._rebuild(_own(ids, given[0]), _own(hashes, given[1]))
                 return
             self._tombstone(ids)
             main, d, dn = self._snap
@@ -259,21 +270,24 @@ class PDQIndex:
             ids, hashes = ids[keep], hashes[keep]
         live = d.alive[:dn].view(bool)
         side_ids, side_hashes = d.ids[:dn][live], d.hashes[:dn][live]
-        if extra_ids is not None and len(extra_ids):
+        if extra_ids is not None and len(extra_ids) and not len(side_ids):
+            side_ids, side_hashes = extra_ids, extra_hashes
+        elif extra_ids is not None and len(extra_ids):
             stay = ~np.isin(side_ids, extra_ids)
             side_ids = np.concatenate([side_ids[stay], extra_ids])
             side_hashes = np.concatenate([side_hashes[stay], extra_hashes])
-            if len(ids):
-                pos = np.minimum(np.searchsorted(ids, extra_ids), len(ids) - 1)
-                pos = pos[ids[pos] == extra_ids]
-                if len(pos):
-                    keep = np.ones(len(ids), bool)
-                    keep[pos] = False
-                    ids, hashes = ids[keep], hashes[keep]
+        if extra_ids is not None and len(extra_ids) and len(ids):
+            pos = np.minimum(np.searchsorted(ids, extra_ids), len(ids) - 1)
+            pos = pos[ids[pos] == extra_ids]
+            if len(pos):
+                keep = np.ones(len(ids), bool)
+                keep[pos] = False
+                ids, hashes = ids[keep], hashes[keep]
         if not len(side_ids):
             return ids, hashes
-        order = np.argsort(side_ids, kind="stable")
-        side_ids, side_hashes = side_ids[order], side_hashes[order]
+        if not _increasing(side_ids):
+            order = np.argsort(side_ids, kind="stable")
+            side_ids, side_hashes = side_ids[order], side_hashes[order]
         if not len(ids):
             return side_ids, side_hashes
         at = np.searchsorted(ids, side_ids) + np.arange(len(side_ids))
