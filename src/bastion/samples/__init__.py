@@ -7,6 +7,7 @@ and texts instead; they are deterministic (same seed, same bytes) and free of an
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -77,3 +78,49 @@ def sample_texts() -> list[str]:
         "Volunteers planted four hundred oak saplings along the river path this weekend. The council thanked "
         "the local schools, whose pupils raised the money for the trees over the summer term.",
     ]
+
+
+def generate_video(
+    path: str | os.PathLike[str],
+    seconds: float = 4.0,
+    fps: int = 30,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    *,
+    codec: str | None = None,
+    scene_seconds: float = 2.0,
+    options: dict[str, str] | None = None,
+) -> str:
+    """Write a deterministic, benign MP4 and return the codec used (libx264 when PyAV has it, else mpeg4).
+
+    The video is a sequence of generated pictures (a new one every ``scene_seconds``), each slowly panned across,
+    so that one frame a second looks different from the next, like real footage. Sizes must be even.
+    """
+    import av
+
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError("video sizes must be even")
+    codec = codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
+    frames = max(1, round(seconds * fps))
+    per_scene = max(1, round(scene_seconds * fps))
+    pan = max(2, width // 3)
+    with av.open(os.fspath(path), "w", format="mp4") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        opts = {"preset": "veryfast"} if codec == "libx264" else {}
+        if codec == "mpeg4":
+            stream.bit_rate = 8 * width * height  # about 0.3 bits a pixel a frame at 30 fps: clean enough
+        opts.update(options or {})
+        stream.options = opts
+        base = None
+        for i in range(frames):
+            scene, t = divmod(i, per_scene)
+            if t == 0 or base is None:
+                base = np.asarray(generate_image(seed * 10_007 + scene, width + pan, height + pan // 2))
+            x = round(pan * t / per_scene)
+            y = round(pan // 2 * t / per_scene)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[y : y + height, x : x + width]), "rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return codec
