@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bastion.banks.service import BankService
 
 from bastion import signals
+from bastion.banks.service import BankService
 from bastion.content import Content
 from bastion.matching.matcher import Matcher, open_matcher, snapshot_dir_for
 from bastion.samples import altered_copies, encode, generate_image
@@ -162,3 +162,23 @@ def test_near_duplicate_text_matches(db):
         )
     )
     assert other.matches == []
+
+
+def test_reencoded_video_matches_by_vpdq_and_unrelated_does_not(db, tmp_path):
+    from bastion.samples import generate_video
+
+    service = BankService(db)
+    service.create_bank("videos")
+    original = tmp_path / "original.mp4"
+    generate_video(original, seconds=5, fps=10, size=(320, 240), seed=3)
+    service.add_files("videos", [original], labels={"category": "livestreamed_attack"})
+    copy = tmp_path / "copy.mp4"  # smaller, different codec settings: new bytes, same pictures
+    generate_video(copy, seconds=5, fps=10, size=(256, 192), seed=3, codec="mpeg4")
+    other = tmp_path / "other.mp4"
+    generate_video(other, seconds=5, fps=10, size=(320, 240), seed=99)
+    matcher = open_matcher(db)
+    result = matcher.match(_signals(copy))
+    (m,) = [m for m in result.matches if m.signal_type == "vpdq"]
+    assert m.detail["query_match_percent"] >= 80 and m.labels["category"] == "livestreamed_attack"
+    assert not [m for m in result.matches if m.signal_type in ("md5", "sha256")]
+    assert [m for m in matcher.match(_signals(other)).matches if m.signal_type == "vpdq"] == []

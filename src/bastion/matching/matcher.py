@@ -264,11 +264,11 @@ class Matcher:
     def _index_video(self, signal_id: int, entry_id: int, bank_id: int, value: str) -> None:
         from bastion.signals import vpdq
 
-        frames = vpdq.parse_frames(value)
+        frames = vpdq.parse(value)
         self._vpdq_videos[signal_id] = frames
         unique: dict[str, int] = {}
         for i, frame in enumerate(frames):
-            unique.setdefault(frame.pdq_hex, i)
+            unique.setdefault(frame.pdq, i)
         if not unique:
             return
         frame_ids = np.array([(signal_id << VPDQ_FRAME_BITS) | i for i in unique.values()], np.int64)
@@ -363,36 +363,24 @@ class Matcher:
         return list(best.values())
 
     def _match_vpdq(self, sig: Signal) -> list[_Hit]:
+        """Bank videos sharing at least one frame are candidates; vPDQ's own percentages decide."""
         from bastion.signals import vpdq
 
-        frames = [f for f in vpdq.parse_frames(sig.value) if f.quality >= self.settings.pdq_min_quality]
-        if not frames or not self._vpdq_videos:
+        frames = vpdq.parse(sig.value)
+        unique = sorted({f.pdq for f in frames if f.quality >= self.settings.pdq_min_quality})
+        if not unique or not self._vpdq_videos:
             return []
-        unique = sorted({f.pdq_hex for f in frames})
         results = self.vpdq_frames.query_many(hashes_from_hex(unique), self.settings.vpdq_frame_threshold)
-        videos_hit_by: dict[str, set[int]] = {}
-        bank_frames_hit: dict[int, set[int]] = defaultdict(set)
-        for h, (ids, _d) in zip(unique, results, strict=True):
-            vids = ids >> VPDQ_FRAME_BITS
-            videos_hit_by[h] = set(vids.tolist())
-            for sid, fid in zip(vids.tolist(), (ids & ((1 << VPDQ_FRAME_BITS) - 1)).tolist(), strict=True):
-                bank_frames_hit[sid].add(fid)
+        candidates = {int(sid) for ids, _ in results for sid in np.unique(ids >> VPDQ_FRAME_BITS)}
         out = []
-        for sid, hit_frames in bank_frames_hit.items():
-            query_pct = 100.0 * sum(sid in videos_hit_by[f.pdq_hex] for f in frames) / len(frames)
-            bank_unique = {f.pdq_hex for f in self._vpdq_videos.get(sid, [])}
-            bank_pct = 100.0 * len(hit_frames) / max(1, len(bank_unique))
+        for sid in sorted(candidates):
+            bank_frames = self._vpdq_videos.get(sid)
+            if not bank_frames:
+                continue
+            query_pct, bank_pct = vpdq.match_percent(frames, bank_frames)
             if query_pct >= self.settings.vpdq_match_percent:
-                out.append(
-                    _Hit(
-                        sid,
-                        round(100.0 - query_pct, 2),
-                        {
-                            "query_match_percent": round(query_pct, 2),
-                            "bank_match_percent": round(min(bank_pct, 100.0), 2),
-                        },
-                    )
-                )
+                detail = {"query_match_percent": round(query_pct, 2), "bank_match_percent": round(bank_pct, 2)}
+                out.append(_Hit(sid, round(100.0 - query_pct, 2), detail))
         return out
 
     def _resolve(self, hits: dict[str, list[_Hit]], exact: list[tuple[str, str]]) -> list[Match]:
