@@ -15,9 +15,11 @@ Hashing: frames are chosen like Meta's hasher (frame number ``n`` is hashed when
 == 0``; timestamp ``n / fps``), but the frame number comes from the packet timestamps, so we can avoid decoding
 frames nobody needs: packets before a keyframe that precedes the next wanted frame are never decoded, and
 non-reference frames (most B-frames) are skipped by the decoder (``skip_frame``). Wanted frames are decoded in full,
-so their hashes do not change; the luminance plane is reduced to PDQ's 64x64 grid directly (see
-:mod:`bastion.signals.pdq`). The ``vpdq`` package (optional ``video`` extra) is only the reference in tests and
-benchmarks.
+so their hashes do not change (a test compares with a plain full decode); the luminance plane is reduced to PDQ's
+64x64 grid directly (see :mod:`bastion.signals.pdq`). For variable-frame-rate video the frame numbers come from
+timestamps rather than a decode counter, so the chosen frames can differ slightly from Meta's hasher. An MP4 that
+ends before the frames its index lists is ``corrupt_content``. The ``vpdq`` package (optional ``video`` extra) is
+only the reference in tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +40,9 @@ from bastion.settings import get_settings
 from bastion.signals.base import Signal, SignalType
 from bastion.signals.media import check_complete, check_video_time, open_video
 from bastion.signals.pdq import downsample64, hash_grid, image_luma
+
+if TYPE_CHECKING:
+    import av
 
 _HEX = frozenset(string.hexdigits)
 # 8-bit planar/semi-planar YUV: the first plane is the luminance
@@ -151,7 +157,6 @@ def match_percent(
 # -- hashing -----------------------------------------------------------------------------------------------------
 def hash_video(content: Content, seconds_per_hash: float | None = None) -> list[Frame]:
     """vPDQ frames of a video (see the module docstring for which frames and how)."""
-    import av
 
     seconds_per_hash = seconds_per_hash or content.settings.vpdq_seconds_per_hash
     frames: list[Frame] = []
@@ -181,8 +186,8 @@ def hash_video(content: Content, seconds_per_hash: float | None = None) -> list[
 
         def send(packet: av.Packet | None, i: int | None) -> None:
             nonlocal target, last, decoding, skip
-            # frames before the wanted one: let the decoder drop those no other frame refers to
-            want = "NONREF" if i is not None and i < target else "DEFAULT"
+            # any frame but the wanted one: let the decoder drop it if no other frame refers to it
+            want = "NONREF" if i is not None and i != target else "DEFAULT"
             if want is not skip:
                 codec.skip_frame = skip = want
             for frame in codec.decode(packet):
@@ -219,7 +224,7 @@ def hash_video(content: Content, seconds_per_hash: float | None = None) -> list[
     return frames
 
 
-def _hash_frame(frame, number: int, fps: Fraction) -> Frame:
+def _hash_frame(frame: av.VideoFrame, number: int, fps: Fraction) -> Frame:
     fmt = frame.format.name
     if fmt in _YUV8:
         plane = frame.planes[0]
