@@ -9,7 +9,7 @@ hashes the signs of 16x16 DCT coefficients against their median. We compute that
 reference's exact filter weights, from a smaller decode of the image (JPEGs decode at 1/2 to 1/8 scale in the DCT
 domain, other formats are box-reduced; never below 256 pixels a side), then hand the grid to the ``pdqhash``
 package (Meta's C++ code) for the DCT, bits, quality and the 8 rotations/mirrors. Hashes stay within a few bits of
-``pdqhash`` on the full decode (tests check 10 bits at quality >= 80) while a 1024x768 JPEG hashes ~8x faster
+``pdqhash`` on the full decode (tests check 10 bits at quality >= 80) while a 1024x768 JPEG hashes 6-9x faster
 (bench/bench_hashing.py).
 
 EXIF orientation is deliberately **not** applied: Meta's reference hashes the stored pixels, and so do the hashes
