@@ -73,27 +73,38 @@ class BankEntry(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     bank: Mapped[Bank] = relationship(back_populates="entries")
-    signals: Mapped[list[BankSignal]] = relationship(back_populates="entry", cascade="all, delete-orphan",
-                                                     passive_deletes=True)
+    # No database cascade to bank_signals (no foreign key, see BankSignal): the ORM deletes an entry's signals.
+    signals: Mapped[list[BankSignal]] = relationship(
+        back_populates="entry",
+        cascade="all, delete-orphan",
+        primaryjoin="BankEntry.id == foreign(BankSignal.entry_id)",
+    )
 
     # AUTOINCREMENT: SQLite must never reuse the id of a deleted row (change-feed readers track ids).
     __table_args__ = {"sqlite_autoincrement": True}
 
 
 class BankSignal(Base):
-    """One signal of a bank entry. ``lookup_key`` is the value itself, or a digest of it for long values."""
+    """One signal of a bank entry. ``lookup_key`` is the value itself, or a digest of it for long values.
+
+    ``entry_id`` and ``bank_id`` carry no foreign keys: on PostgreSQL the per-row referential checks doubled the
+    cost of bulk imports (a million hashes must load in under a minute). BankService, the only writer, allocates
+    the ids it inserts under a lock and deletes signals explicitly with their entry or bank; readers join
+    ``bank_entries``, so a stray signal could never match.
+    """
 
     __tablename__ = "bank_signals"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id", ondelete="CASCADE"), index=True)
-    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    entry_id: Mapped[int] = mapped_column(BigId, index=True)
+    bank_id: Mapped[int] = mapped_column(BigId, index=True)
     signal_type: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(Text)
     lookup_key: Mapped[str] = mapped_column(String(160))
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
-    entry: Mapped[BankEntry] = relationship(back_populates="signals")
+    entry: Mapped[BankEntry] = relationship(back_populates="signals",
+                                            primaryjoin="BankEntry.id == foreign(BankSignal.entry_id)")
 
     __table_args__ = (
         Index("ix_bank_signals_type_key", "signal_type", "lookup_key"),

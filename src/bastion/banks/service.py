@@ -1,0 +1,426 @@
+"""BankService: the one place banks are created, filled, switched off, imported and exported.
+
+A bank is a named collection of known content. ``kind="block"`` banks hold content to act on; ``kind="allow"``
+banks hold known false positives (the matcher uses them to suppress matches from block banks). Entries can be
+disabled without being deleted.
+
+Matchers stay fresh by following two things this service guarantees: new signals appear in ``bank_signals`` in id
+order (every write takes :func:`bastion.banks.importer.lock_bank_writes` first), and every disable, enable or
+delete of an entry or a bank writes a :class:`~bastion.storage.models.BankChange` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from bastion import signals as registry
+from bastion.banks import formats
+from bastion.banks.importer import ImportResult, lock_bank_writes, lookup_key, run_import
+from bastion.banks.taxonomy import normalize_labels, normalize_source
+from bastion.content import Content
+from bastion.errors import BastionError, Conflict, ImportFailed, InvalidInput, NotFound, UnreadableFile
+from bastion.signals import Signal
+from bastion.storage.db import Database
+from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal, ImportRun, utcnow
+
+BANK_KINDS = ("block", "allow")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+RUN_ERRORS_KEPT = 100
+
+
+@dataclass
+class BankInfo:
+    id: int
+    name: str
+    kind: str
+    description: str
+    enabled: bool
+    created_at: datetime
+    created_by: str
+    entries: int = 0
+    enabled_entries: int = 0
+    signals: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return out
+
+
+@dataclass
+class SignalInfo:
+    id: int
+    type: str
+    value: str
+    quality: int | None = None
+
+
+@dataclass
+class EntryInfo:
+    id: int
+    bank: str
+    enabled: bool
+    content_type: str | None
+    labels: dict[str, str]
+    source: str
+    note: str
+    origin: str
+    added_by: str
+    added_at: datetime
+    signals: list[SignalInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["added_at"] = self.added_at.isoformat() if self.added_at else None
+        out["signals"] = [dict(s.__dict__) for s in self.signals]
+        return out
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    status: str  # "added", "already_banked" or "failed"
+    entry_id: int | None = None
+    signals: list[str] = field(default_factory=list)
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class AddFilesReport:
+    added: list[FileOutcome] = field(default_factory=list)
+    already_banked: list[FileOutcome] = field(default_factory=list)
+    failed: list[FileOutcome] = field(default_factory=list)
+
+
+def _bank_info(bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
+    return BankInfo(bank.id, bank.name, bank.kind, bank.description, bank.enabled, bank.created_at, bank.created_by,
+                    **(counts or {}))
+
+
+def _entry_info(entry: BankEntry, bank_name: str, signals: Sequence[BankSignal]) -> EntryInfo:
+    return EntryInfo(
+        entry.id, bank_name, entry.enabled, entry.content_type, dict(entry.labels or {}), entry.source, entry.note,
+        entry.origin, entry.added_by, entry.added_at,
+        [SignalInfo(s.id, s.signal_type, s.value, s.quality) for s in signals],
+    )
+
+
+class BankService:
+    """Bank operations over one :class:`~bastion.storage.db.Database`; every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- banks ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _bank(s: Session, name: str) -> Bank:
+        bank = s.scalar(select(Bank).where(Bank.name == name))
+        if bank is None:
+            raise NotFound(f"no bank named {name!r}", code="bank_not_found", bank=name)
+        return bank
+
+    def create_bank(self, name: str, kind: str = "block", description: str = "", created_by: str = "") -> BankInfo:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise InvalidInput(
+                f"bank name {name!r} is not allowed: 1-100 characters A-Z a-z 0-9 _ . -, starting with a letter or "
+                "digit",
+                code="invalid_bank_name",
+            )
+        if kind not in BANK_KINDS:
+            raise InvalidInput(f"bank kind {kind!r} is not one of {', '.join(BANK_KINDS)}", code="invalid_bank_kind")
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            if s.scalar(select(Bank.id).where(Bank.name == name)) is not None:
+                raise Conflict(f"a bank named {name!r} already exists", code="bank_exists", bank=name)
+            bank = Bank(name=name, kind=kind, description=description or "", created_by=created_by or "",
+                        enabled=True, created_at=utcnow())
+            s.add(bank)
+            s.flush()
+            return _bank_info(bank)
+
+    def _counts(self, s: Session, bank_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
+        entries = select(
+            BankEntry.bank_id, func.count(), func.count().filter(BankEntry.enabled.is_(True))
+        ).group_by(BankEntry.bank_id)
+        signals = select(BankSignal.bank_id, func.count()).group_by(BankSignal.bank_id)
+        if bank_ids is not None:
+            entries = entries.where(BankEntry.bank_id.in_(bank_ids))
+            signals = signals.where(BankSignal.bank_id.in_(bank_ids))
+        out: dict[int, dict[str, int]] = {}
+        for bank_id, total, enabled in s.execute(entries):
+            out.setdefault(bank_id, {})["entries"] = total
+            out[bank_id]["enabled_entries"] = enabled
+        for bank_id, total in s.execute(signals):
+            out.setdefault(bank_id, {})["signals"] = total
+        return out
+
+    def list_banks(self) -> list[BankInfo]:
+        """Every bank with its entry and signal counts, by name."""
+        with self.db.session() as s:
+            banks = s.scalars(select(Bank).order_by(Bank.name)).all()
+            counts = self._counts(s)
+            return [_bank_info(b, counts.get(b.id)) for b in banks]
+
+    def get_bank(self, name: str) -> BankInfo:
+        with self.db.session() as s:
+            bank = self._bank(s, name)
+            return _bank_info(bank, self._counts(s, [bank.id]).get(bank.id))
+
+    def set_bank_enabled(self, name: str, enabled: bool) -> BankInfo:
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            bank = self._bank(s, name)
+            if bank.enabled != enabled:
+                bank.enabled = enabled
+                s.add(BankChange(kind="bank_enabled" if enabled else "bank_disabled", bank_id=bank.id, at=utcnow()))
+            s.flush()
+            return _bank_info(bank, self._counts(s, [bank.id]).get(bank.id))
+
+    def delete_bank(self, name: str) -> None:
+        """Delete a bank with all its entries, signals and import records."""
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            bank = self._bank(s, name)
+            s.add(BankChange(kind="bank_deleted", bank_id=bank.id, at=utcnow()))
+            s.execute(delete(BankSignal).where(BankSignal.bank_id == bank.id))
+            s.execute(delete(BankEntry).where(BankEntry.bank_id == bank.id))
+            s.execute(delete(ImportRun).where(ImportRun.bank_id == bank.id))
+            s.execute(delete(Bank).where(Bank.id == bank.id))
+
+    # -- entries --------------------------------------------------------------------------------------------------
+    def add_entry(
+        self,
+        bank: str,
+        signals: Sequence[Signal],
+        labels: dict[str, Any] | None = None,
+        *,
+        source: str | None = "own_review",
+        note: str = "",
+        added_by: str = "",
+        origin: str = "",
+        content_type: str | None = None,
+    ) -> EntryInfo:
+        """Bank one piece of content by its signals. Conflict ``already_banked`` when every signal is already there."""
+        clean_labels = normalize_labels(labels)
+        clean_source = normalize_source(source)
+        canon: dict[tuple[str, str], tuple[str, str, int | None]] = {}
+        for sig in signals:
+            value = registry.validate(sig.type, sig.value)
+            canon.setdefault((sig.type, value), (sig.type, value, sig.quality))
+        if not canon:
+            raise InvalidInput("an entry needs at least one signal", code="no_signals")
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            b = self._bank(s, bank)
+            existing = self._find(s, b.id, [(t, v) for t, v, _ in canon.values()])
+            if existing is not None:
+                raise Conflict(f"already in bank {bank!r} as entry {existing}", code="already_banked",
+                               entry_id=existing)
+            entry = BankEntry(bank_id=b.id, enabled=True, content_type=content_type, labels=clean_labels,
+                              source=clean_source, note=note or "", origin=origin or "", added_by=added_by or "",
+                              added_at=utcnow())
+            s.add(entry)
+            s.flush()
+            rows = [BankSignal(entry_id=entry.id, bank_id=b.id, signal_type=t, value=v, lookup_key=lookup_key(v),
+                               quality=q) for t, v, q in canon.values()]
+            s.add_all(rows)
+            s.flush()
+            return _entry_info(entry, b.name, rows)
+
+    @staticmethod
+    def _find(s: Session, bank_id: int, pairs: list[tuple[str, str]]) -> int | None:
+        """The entry holding all of ``pairs`` (type, value) when one does, else None."""
+        holders: set[int] | None = None
+        for stype, value in pairs:
+            found = set(s.scalars(select(BankSignal.entry_id).where(
+                BankSignal.bank_id == bank_id, BankSignal.signal_type == stype,
+                BankSignal.lookup_key == lookup_key(value), BankSignal.value == value)))
+            holders = found if holders is None else holders & found
+            if not holders:
+                return None
+        return min(holders) if holders else None
+
+    def add_files(
+        self,
+        bank: str,
+        paths: Iterable[str | Path],
+        labels: dict[str, Any] | None = None,
+        *,
+        source: str | None = "own_review",
+        note: str = "",
+        added_by: str = "",
+    ) -> AddFilesReport:
+        """Hash each file and bank it; a file with no usable signal (or unreadable) is reported, not banked."""
+        normalize_labels(labels)
+        normalize_source(source)
+        self.get_bank(bank)  # NotFound before hashing anything
+        report = AddFilesReport()
+        for path in paths:
+            outcome = FileOutcome(str(path), "failed")
+            try:
+                content = Content.from_path(path)
+                usable = registry.usable(registry.compute_all(content))
+                if not usable:
+                    raise InvalidInput(f"{path}: no usable signal (e.g. a PDQ hash below the quality minimum)",
+                                       code="no_usable_signal")
+                stored = [Signal(sig.type, sig.value, sig.quality) for sig in usable]  # meta (PDQ variants) not kept
+                entry = self.add_entry(bank, stored, labels, source=source, note=note, added_by=added_by,
+                                       origin=Path(path).name, content_type=content.content_type.value)
+                outcome.status, outcome.entry_id = "added", entry.id
+                outcome.signals = [sig.type for sig in entry.signals]
+                report.added.append(outcome)
+            except Conflict as exc:
+                outcome.status, outcome.entry_id = "already_banked", exc.details.get("entry_id")
+                report.already_banked.append(outcome)
+            except BastionError as exc:
+                outcome.error = {"code": exc.code, "message": exc.message}
+                report.failed.append(outcome)
+        return report
+
+    def _entry(self, s: Session, entry_id: int) -> BankEntry:
+        entry = s.get(BankEntry, entry_id)
+        if entry is None:
+            raise NotFound(f"no bank entry {entry_id}", code="entry_not_found", entry_id=entry_id)
+        return entry
+
+    def set_entry_enabled(self, entry_id: int, enabled: bool) -> EntryInfo:
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            entry = self._entry(s, entry_id)
+            if entry.enabled != enabled:
+                s.execute(update(BankEntry).where(BankEntry.id == entry_id).values(enabled=enabled))
+                s.add(BankChange(kind="entry_enabled" if enabled else "entry_disabled", bank_id=entry.bank_id,
+                                 entry_id=entry_id, at=utcnow()))
+                s.flush()
+                s.refresh(entry)
+            return self._entry_with_signals(s, entry)
+
+    def delete_entry(self, entry_id: int) -> None:
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            entry = self._entry(s, entry_id)
+            s.add(BankChange(kind="entry_deleted", bank_id=entry.bank_id, entry_id=entry_id, at=utcnow()))
+            s.execute(delete(BankSignal).where(BankSignal.entry_id == entry_id))
+            s.execute(delete(BankEntry).where(BankEntry.id == entry_id))
+
+    def _entry_with_signals(self, s: Session, entry: BankEntry) -> EntryInfo:
+        bank_name = s.scalar(select(Bank.name).where(Bank.id == entry.bank_id)) or ""
+        sigs = s.scalars(select(BankSignal).where(BankSignal.entry_id == entry.id).order_by(BankSignal.id)).all()
+        return _entry_info(entry, bank_name, sigs)
+
+    def get_entry(self, entry_id: int) -> EntryInfo:
+        with self.db.session() as s:
+            return self._entry_with_signals(s, self._entry(s, entry_id))
+
+    def list_entries(self, bank: str, *, limit: int | None = 100, offset: int = 0,
+                     include_disabled: bool = True) -> list[EntryInfo]:
+        with self.db.session() as s:
+            b = self._bank(s, bank)
+            q = select(BankEntry).where(BankEntry.bank_id == b.id).order_by(BankEntry.id).offset(offset).limit(limit)
+            if not include_disabled:
+                q = q.where(BankEntry.enabled.is_(True))
+            entries = s.scalars(q).all()
+            by_entry: dict[int, list[BankSignal]] = {e.id: [] for e in entries}
+            if entries:
+                for sig in s.scalars(select(BankSignal).where(BankSignal.entry_id.in_(list(by_entry)))
+                                     .order_by(BankSignal.id)):
+                    by_entry[sig.entry_id].append(sig)
+            return [_entry_info(e, b.name, by_entry[e.id]) for e in entries]
+
+    # -- import and export ----------------------------------------------------------------------------------------
+    def import_rows(
+        self,
+        bank: str,
+        records: Iterable[formats.Record],
+        *,
+        fmt: str,
+        source_name: str = "",
+        source: str | None = None,
+        note: str = "",
+        added_by: str = "",
+        skip_existing: bool = True,
+        progress: Callable[[ImportResult], None] | None = None,
+    ) -> ImportResult:
+        """Import records (see :mod:`bastion.banks.formats`) in one transaction; bad rows are reported, not fatal."""
+        default_source = normalize_source(source, "tech_against_terrorism" if fmt == "tat" else "other")
+        result = ImportResult(bank, fmt, source_name)
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            b = self._bank(s, bank)
+            run = ImportRun(bank_id=b.id, format=fmt, source_name=source_name[:2000], started_at=utcnow())
+            s.add(run)
+            s.flush()
+            run_import(s, b.id, records, result, default_source=default_source, note=note, added_by=added_by,
+                       skip_existing=skip_existing, progress=progress)
+            run.imported, run.rejected, run.skipped = result.imported, result.rejected, result.skipped
+            run.errors = [e.to_dict() for e in result.errors[:RUN_ERRORS_KEPT]]
+            run.finished_at = utcnow()
+            result.run_id = run.id
+        return result
+
+    def import_file(self, bank: str, path: str | Path, fmt: str, **kwargs: Any) -> ImportResult:
+        """Import a hash-list file (streamed, never loaded whole)."""
+        if fmt not in formats.FORMATS:
+            raise ImportFailed(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}", code="unknown_format")
+        p = Path(path)
+        try:
+            fh = open(p, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise UnreadableFile(f"{p}: no such file", code="file_not_found") from None
+        except OSError as exc:
+            raise UnreadableFile(f"{p}: {exc.strerror or exc}") from None
+        with fh:
+            kwargs.setdefault("source_name", p.name)
+            return self.import_rows(bank, formats.read_records(fmt, fh), fmt=fmt, **kwargs)
+
+    def import_runs(self, bank: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            b = self._bank(s, bank)
+            runs = s.scalars(select(ImportRun).where(ImportRun.bank_id == b.id).order_by(ImportRun.id)).all()
+            return [{"id": r.id, "format": r.format, "source_name": r.source_name, "imported": r.imported,
+                     "rejected": r.rejected, "skipped": r.skipped, "errors": list(r.errors or []),
+                     "started_at": r.started_at, "finished_at": r.finished_at} for r in runs]
+
+    def iter_export(
+        self, bank: str, *, include_disabled: bool = False, page: int = 2000
+    ) -> Iterator[formats.ExportEntry]:
+        """Entries of a bank as :class:`formats.ExportEntry`, by id, fetched a page at a time."""
+        with self.db.session() as s:
+            b = self._bank(s, bank)
+            last = 0
+            while True:
+                q = select(BankEntry).where(BankEntry.bank_id == b.id, BankEntry.id > last)
+                if not include_disabled:
+                    q = q.where(BankEntry.enabled.is_(True))
+                entries = s.scalars(q.order_by(BankEntry.id).limit(page)).all()
+                if not entries:
+                    return
+                sigs: dict[int, list[tuple[str, str]]] = {e.id: [] for e in entries}
+                rows = s.execute(
+                    select(BankSignal.entry_id, BankSignal.signal_type, BankSignal.value)
+                    .where(BankSignal.bank_id == b.id, BankSignal.entry_id.in_(list(sigs)))
+                    .order_by(BankSignal.entry_id, BankSignal.id)
+                )
+                for entry_id, stype, value in rows:
+                    sigs[entry_id].append((stype, value))
+                for e in entries:
+                    yield formats.ExportEntry(e.id, dict(e.labels or {}), e.source, e.note, e.origin, e.content_type,
+                                              e.enabled, e.added_at, e.added_by, sigs[e.id])
+                last = entries[-1].id
+                s.expunge_all()
+
+    def export(self, bank: str, fmt: str, out: IO[str], *, include_disabled: bool = False) -> int:
+        """Write a bank to ``out`` in ``fmt`` (see :data:`formats.FORMATS`); returns the number of signals written."""
+        info = self.get_bank(bank)
+        if fmt not in formats.FORMATS:
+            raise InvalidInput(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}", code="unknown_format")
+        return formats.write_export(fmt, self.iter_export(bank, include_disabled=include_disabled), out,
+                                    bank_name=info.name, bank_enabled=info.enabled)
