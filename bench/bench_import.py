@@ -87,12 +87,23 @@ def naive_import(db: Database, bank: str, path: Path, rows: int) -> int:
             if done >= rows:
                 break
             canon = registry.validate(stype, value)
-            entry = BankEntry(bank_id=bank_id, labels=normalize_labels(parse_label_field(labels)), source="other",
-                              note="", origin="", added_by="bench", added_at=utcnow(), enabled=True)
+            entry = BankEntry(
+                bank_id=bank_id,
+                labels=normalize_labels(parse_label_field(labels)),
+                source="other",
+                note="",
+                origin="",
+                added_by="bench",
+                added_at=utcnow(),
+                enabled=True,
+            )
             s.add(entry)
             s.flush()
-            s.add(BankSignal(entry_id=entry.id, bank_id=bank_id, signal_type=stype, value=canon,
-                             lookup_key=lookup_key(canon)))
+            s.add(
+                BankSignal(
+                    entry_id=entry.id, bank_id=bank_id, signal_type=stype, value=canon, lookup_key=lookup_key(canon)
+                )
+            )
             done += 1
     return done
 
@@ -103,8 +114,10 @@ def main() -> int:
     ap.add_argument("--baseline-rows", type=int, default=None, help="rows for the naive baseline (20,000; 5,000)")
     ap.add_argument("--repeat", type=int, default=None, help="imports per database, median reported (1; --quick 3)")
     ap.add_argument("--quick", action="store_true", help="smaller sizes, a minute or so")
-    ap.add_argument("--postgres-url", default=os.environ.get("BASTION_BENCH_POSTGRES_URL",
-                                                             "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    ap.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BASTION_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    )
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
@@ -112,16 +125,20 @@ def main() -> int:
     repeat = args.repeat or (3 if args.quick else 1)
     kinds = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
     table = []
     with tempfile.TemporaryDirectory(prefix="bastion-bench-import-") as tmpdir:
         tmp = Path(tmpdir)
         csv_path = tmp / "hashes.csv"
         t0 = time.perf_counter()
         make_csv(csv_path, rows)
-        print(f"generated {rows:,} rows (90% pdq, 10% md5, 4 label sets) in {time.perf_counter() - t0:.1f}s, "
-              f"{csv_path.stat().st_size / 1e6:.0f} MB")
+        print(
+            f"generated {rows:,} rows (90% pdq, 10% md5, 4 label sets) in {time.perf_counter() - t0:.1f}s, "
+            f"{csv_path.stat().st_size / 1e6:.0f} MB"
+        )
         for kind in kinds:
             times = []
             for i in range(repeat):
@@ -146,11 +163,23 @@ def main() -> int:
                 close()
             naive_full = naive / done * rows
             table.append((kind, "bulk import (BankService.import_file)", rows, bulk, rows / bulk, bulk, 1.0, repeat))
-            table.append((kind, f"naive per-row ORM, {done:,} rows, extrapolated", done, naive, done / naive,
-                          naive_full, naive_full / bulk, 1))
+            table.append(
+                (
+                    kind,
+                    f"naive per-row ORM, {done:,} rows, extrapolated",
+                    done,
+                    naive,
+                    done / naive,
+                    naive_full,
+                    naive_full / bulk,
+                    1,
+                )
+            )
     print()
-    print(f"| database | method | rows timed | seconds (median) | rows/s | time for {rows:,} rows | "
-          "bulk speed-up | runs |")
+    print(
+        f"| database | method | rows timed | seconds (median) | rows/s | time for {rows:,} rows | "
+        "bulk speed-up | runs |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for kind, method, n, secs, rate, full, ratio, runs in table:
         print(f"| {kind} | {method} | {n:,} | {secs:.2f} | {rate:,.0f} | {full:.1f} s | {ratio:.1f}x | {runs} |")

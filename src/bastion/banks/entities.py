@@ -84,8 +84,15 @@ def _catalogue() -> _Catalogue:
     for file_name in LIST_FILES:
         doc = _read(file_name)
         lists.append(
-            EntityList(doc["list"], doc["title"], doc["publisher"], doc["source"], doc["version"], doc["retrieval"],
-                       len(doc["entities"]))
+            EntityList(
+                doc["list"],
+                doc["title"],
+                doc["publisher"],
+                doc["source"],
+                doc["version"],
+                doc["retrieval"],
+                len(doc["entities"]),
+            )
         )
         for item in doc["entities"]:
             records.setdefault(item["key"], []).append((doc["list"], item))
@@ -101,7 +108,7 @@ def _catalogue() -> _Catalogue:
             for alias in [item["name"], *item.get("aliases", [])]:
                 if alias != name and alias not in aliases:
                     aliases.append(alias)
-            aliases_fr.extend(a for a in item.get("aliases_fr", []) if a not in aliases_fr)
+            aliases_fr.extend(a for a in item.get("aliases_fr", []) if a not in aliases_fr and a not in aliases)
         ideology = next((item["ideology"] for _, item in found if item.get("ideology")), None)
         entity = Entity(
             key=key,

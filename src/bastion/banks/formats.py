@@ -234,8 +234,10 @@ def _read_csv(stream: IO[bytes]) -> Iterator[Record]:
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) > n_cols:
-                    yield RowError(line, "too_many_fields", f"line {line}: {len(values)} fields, header has "
-                                   f"{n_cols}"), ""
+                    yield (
+                        RowError(line, "too_many_fields", f"line {line}: {len(values)} fields, header has {n_cols}"),
+                        "",
+                    )
                     continue
                 values = values + [""] * (n_cols - len(values))
             stype, signal = values[i_type].strip(), values[i_signal].strip()
@@ -341,8 +343,11 @@ def _read_tat(stream: IO[bytes]) -> Iterator[Record]:
         if isinstance(own, dict):  # written by Bastion: its labels already hold the raw TAT fields
             labels: dict[str, Any] = dict(own)
         else:
-            labels = {f"tat_{k}": v for k, v in obj.items()
-                      if k not in ("hash_digest", "algorithm", "deleted") and v not in (None, "")}
+            labels = {
+                f"tat_{k}": v
+                for k, v in obj.items()
+                if k not in ("hash_digest", "algorithm", "deleted") and v not in (None, "")
+            }
             ideology = TAT_IDEOLOGY.get(_str(obj.get("ideology")).strip().lower())
             if ideology:
                 labels["ideology"] = ideology
@@ -387,11 +392,17 @@ def _read_hma(stream: IO[bytes]) -> Iterator[Record]:
         if isinstance(extra.get("labels"), dict):  # written by Bastion: its labels are the whole story
             labels: dict[str, Any] = dict(extra["labels"])
         else:
-            labels = {f"hma_{k}": v for k, v in (("id", obj.get("id")), ("bank", bank_name),
-                                                   ("content_id", metadata.get("content_id")),
-                                                   ("content_uri", metadata.get("content_uri")),
-                                                   ("original_media_uri", obj.get("original_media_uri")))
-                      if v not in (None, "")}
+            labels = {
+                f"hma_{k}": v
+                for k, v in (
+                    ("id", obj.get("id")),
+                    ("bank", bank_name),
+                    ("content_id", metadata.get("content_id")),
+                    ("content_uri", metadata.get("content_uri")),
+                    ("original_media_uri", obj.get("original_media_uri")),
+                )
+                if v not in (None, "")
+            }
             if extra:
                 labels["hma_json"] = extra
         origin = _str(metadata.get("content_uri") or obj.get("original_media_uri"))
@@ -417,12 +428,19 @@ def _dumps(obj: Any) -> str:
 def _flat(entries: Iterable[ExportEntry]) -> Iterator[dict[str, Any]]:
     for e in entries:
         for stype, value in e.signals:
-            yield {"signal_type": stype, "signal": value, "labels": e.labels, "source": e.source, "note": e.note,
-                   "entry": str(e.id)}
+            yield {
+                "signal_type": stype,
+                "signal": value,
+                "labels": e.labels,
+                "source": e.source,
+                "note": e.note,
+                "entry": str(e.id),
+            }
 
 
-def write_export(fmt: str, entries: Iterable[ExportEntry], out: IO[str], *, bank_name: str = "",
-                 bank_enabled: bool = True) -> int:
+def write_export(
+    fmt: str, entries: Iterable[ExportEntry], out: IO[str], *, bank_name: str = "", bank_enabled: bool = True
+) -> int:
     """Write ``entries`` to ``out`` in ``fmt``; returns the number of signals (rows) written."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", code="unknown_format")
@@ -431,8 +449,9 @@ def write_export(fmt: str, entries: Iterable[ExportEntry], out: IO[str], *, bank
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for row in _flat(entries):
-            writer.writerow([row["signal_type"], row["signal"], _dumps(row["labels"]), row["source"], row["note"],
-                             row["entry"]])
+            writer.writerow(
+                [row["signal_type"], row["signal"], _dumps(row["labels"]), row["source"], row["note"], row["entry"]]
+            )
             count += 1
     elif fmt == "jsonl":
         for row in _flat(entries):

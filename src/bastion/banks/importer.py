@@ -68,8 +68,14 @@ class ImportResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "bank": self.bank, "format": self.format, "source_name": self.source_name, "imported": self.imported,
-            "rejected": self.rejected, "skipped": self.skipped, "signals": self.signals, "run_id": self.run_id,
+            "bank": self.bank,
+            "format": self.format,
+            "source_name": self.source_name,
+            "imported": self.imported,
+            "rejected": self.rejected,
+            "skipped": self.skipped,
+            "signals": self.signals,
+            "run_id": self.run_id,
             "errors": [e.to_dict() for e in self.errors],
         }
 
@@ -134,8 +140,18 @@ class _Cache:
 class _Writer:
     """Inserts entries and their signals with the driver: executemany on SQLite, COPY on PostgreSQL."""
 
-    ENTRY_COLS = ("id", "bank_id", "enabled", "content_type", "labels", "source", "note", "origin", "added_by",
-                  "added_at")
+    ENTRY_COLS = (
+        "id",
+        "bank_id",
+        "enabled",
+        "content_type",
+        "labels",
+        "source",
+        "note",
+        "origin",
+        "added_by",
+        "added_at",
+    )
     SIGNAL_COLS = ("entry_id", "bank_id", "signal_type", "value", "lookup_key", "quality")
 
     def __init__(self, session: Session, bank_id: int, added_at: datetime, added_by: str) -> None:
@@ -181,16 +197,28 @@ class _Writer:
         if self.pg:
             return ids, self._copy(ids, rows)
         entries = [
-            (eid, self.bank_id, int(r.record.enabled), r.record.content_type, r.labels, r.source, r.note,
-             r.record.origin or "", self.added_by, self.added_at)
+            (
+                eid,
+                self.bank_id,
+                int(r.record.enabled),
+                r.record.content_type,
+                r.labels,
+                r.source,
+                r.note,
+                r.record.origin or "",
+                self.added_by,
+                self.added_at,
+            )
             for eid, r in zip(ids, rows, strict=True)
         ]
         signals = [
             (eid, self.bank_id, t, v, k, None) for eid, r in zip(ids, rows, strict=True) for t, v, k in r.signals
         ]
         signals.sort(key=lambda row: row[4])  # index inserts in key order touch fewer pages
-        for table, cols, data in (("bank_entries", self.ENTRY_COLS, entries),
-                                  ("bank_signals", self.SIGNAL_COLS, signals)):
+        for table, cols, data in (
+            ("bank_entries", self.ENTRY_COLS, entries),
+            ("bank_signals", self.SIGNAL_COLS, signals),
+        ):
             marks = ", ".join("?" for _ in cols)
             self.conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", data)
         return ids, len(signals)
@@ -239,7 +267,7 @@ def _existing(session: Session, bank_id: int, keys: dict[str, set[str]]) -> set[
         ordered = sorted(values)
         step = 5000 if pg else 500
         for i in range(0, len(ordered), step):
-            chunk = ordered[i:i + step]
+            chunk = ordered[i : i + step]
             if pg:
                 # One array parameter: an IN list of bound values gets a poor generic plan once psycopg prepares it.
                 rows = conn.exec_driver_sql(
@@ -282,19 +310,25 @@ def _drop_duplicates(session: Session, bank_id: int, first_id: int) -> tuple[int
     holders: dict[tuple[str, str], int] = {}  # key -> smallest entry id holding it
     candidates: set[int] = set()
     for stype, key in repeated:
-        ids = sorted(session.scalars(select(BankSignal.entry_id).where(
-            BankSignal.bank_id == bank_id, BankSignal.signal_type == stype, BankSignal.lookup_key == key)))
+        ids = sorted(
+            session.scalars(
+                select(BankSignal.entry_id).where(
+                    BankSignal.bank_id == bank_id, BankSignal.signal_type == stype, BankSignal.lookup_key == key
+                )
+            )
+        )
         holders[(stype, key)] = ids[0]
         candidates.update(i for i in ids[1:] if i >= first_id)
     doomed: list[int] = []
     for entry_id in sorted(candidates):
-        pairs = session.execute(select(BankSignal.signal_type, BankSignal.lookup_key)
-                                .where(BankSignal.entry_id == entry_id)).all()
+        pairs = session.execute(
+            select(BankSignal.signal_type, BankSignal.lookup_key).where(BankSignal.entry_id == entry_id)
+        ).all()
         if all(holders.get((t, k), entry_id) < entry_id for t, k in pairs):
             doomed.append(entry_id)
     removed_signals = 0
     for i in range(0, len(doomed), 500):
-        chunk = doomed[i:i + 500]
+        chunk = doomed[i : i + 500]
         removed_signals += session.execute(delete(BankSignal).where(BankSignal.entry_id.in_(chunk))).rowcount
         session.execute(delete(BankEntry).where(BankEntry.id.in_(chunk)))
     return len(doomed), removed_signals

@@ -101,14 +101,30 @@ class AddFilesReport:
 
 
 def _bank_info(bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
-    return BankInfo(bank.id, bank.name, bank.kind, bank.description, bank.enabled, bank.created_at, bank.created_by,
-                    **(counts or {}))
+    return BankInfo(
+        bank.id,
+        bank.name,
+        bank.kind,
+        bank.description,
+        bank.enabled,
+        bank.created_at,
+        bank.created_by,
+        **(counts or {}),
+    )
 
 
 def _entry_info(entry: BankEntry, bank_name: str, signals: Sequence[BankSignal]) -> EntryInfo:
     return EntryInfo(
-        entry.id, bank_name, entry.enabled, entry.content_type, dict(entry.labels or {}), entry.source, entry.note,
-        entry.origin, entry.added_by, entry.added_at,
+        entry.id,
+        bank_name,
+        entry.enabled,
+        entry.content_type,
+        dict(entry.labels or {}),
+        entry.source,
+        entry.note,
+        entry.origin,
+        entry.added_by,
+        entry.added_at,
         [SignalInfo(s.id, s.signal_type, s.value, s.quality) for s in signals],
     )
 
@@ -140,16 +156,22 @@ class BankService:
             lock_bank_writes(s)
             if s.scalar(select(Bank.id).where(Bank.name == name)) is not None:
                 raise Conflict(f"a bank named {name!r} already exists", code="bank_exists", bank=name)
-            bank = Bank(name=name, kind=kind, description=description or "", created_by=created_by or "",
-                        enabled=True, created_at=utcnow())
+            bank = Bank(
+                name=name,
+                kind=kind,
+                description=description or "",
+                created_by=created_by or "",
+                enabled=True,
+                created_at=utcnow(),
+            )
             s.add(bank)
             s.flush()
             return _bank_info(bank)
 
     def _counts(self, s: Session, bank_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
-        entries = select(
-            BankEntry.bank_id, func.count(), func.count().filter(BankEntry.enabled.is_(True))
-        ).group_by(BankEntry.bank_id)
+        entries = select(BankEntry.bank_id, func.count(), func.count().filter(BankEntry.enabled.is_(True))).group_by(
+            BankEntry.bank_id
+        )
         signals = select(BankSignal.bank_id, func.count()).group_by(BankSignal.bank_id)
         if bank_ids is not None:
             entries = entries.where(BankEntry.bank_id.in_(bank_ids))
@@ -222,15 +244,26 @@ class BankService:
             b = self._bank(s, bank)
             existing = self._find(s, b.id, [(t, v) for t, v, _ in canon.values()])
             if existing is not None:
-                raise Conflict(f"already in bank {bank!r} as entry {existing}", code="already_banked",
-                               entry_id=existing)
-            entry = BankEntry(bank_id=b.id, enabled=True, content_type=content_type, labels=clean_labels,
-                              source=clean_source, note=note or "", origin=origin or "", added_by=added_by or "",
-                              added_at=utcnow())
+                raise Conflict(
+                    f"already in bank {bank!r} as entry {existing}", code="already_banked", entry_id=existing
+                )
+            entry = BankEntry(
+                bank_id=b.id,
+                enabled=True,
+                content_type=content_type,
+                labels=clean_labels,
+                source=clean_source,
+                note=note or "",
+                origin=origin or "",
+                added_by=added_by or "",
+                added_at=utcnow(),
+            )
             s.add(entry)
             s.flush()
-            rows = [BankSignal(entry_id=entry.id, bank_id=b.id, signal_type=t, value=v, lookup_key=lookup_key(v),
-                               quality=q) for t, v, q in canon.values()]
+            rows = [
+                BankSignal(entry_id=entry.id, bank_id=b.id, signal_type=t, value=v, lookup_key=lookup_key(v), quality=q)
+                for t, v, q in canon.values()
+            ]
             s.add_all(rows)
             s.flush()
             return _entry_info(entry, b.name, rows)
@@ -240,9 +273,16 @@ class BankService:
         """The entry holding all of ``pairs`` (type, value) when one does, else None."""
         holders: set[int] | None = None
         for stype, value in pairs:
-            found = set(s.scalars(select(BankSignal.entry_id).where(
-                BankSignal.bank_id == bank_id, BankSignal.signal_type == stype,
-                BankSignal.lookup_key == lookup_key(value), BankSignal.value == value)))
+            found = set(
+                s.scalars(
+                    select(BankSignal.entry_id).where(
+                        BankSignal.bank_id == bank_id,
+                        BankSignal.signal_type == stype,
+                        BankSignal.lookup_key == lookup_key(value),
+                        BankSignal.value == value,
+                    )
+                )
+            )
             holders = found if holders is None else holders & found
             if not holders:
                 return None
@@ -269,11 +309,20 @@ class BankService:
                 content = Content.from_path(path)
                 usable = registry.usable(registry.compute_all(content))
                 if not usable:
-                    raise InvalidInput(f"{path}: no usable signal (e.g. a PDQ hash below the quality minimum)",
-                                       code="no_usable_signal")
+                    raise InvalidInput(
+                        f"{path}: no usable signal (e.g. a PDQ hash below the quality minimum)", code="no_usable_signal"
+                    )
                 stored = [Signal(sig.type, sig.value, sig.quality) for sig in usable]  # meta (PDQ variants) not kept
-                entry = self.add_entry(bank, stored, labels, source=source, note=note, added_by=added_by,
-                                       origin=Path(path).name, content_type=content.content_type.value)
+                entry = self.add_entry(
+                    bank,
+                    stored,
+                    labels,
+                    source=source,
+                    note=note,
+                    added_by=added_by,
+                    origin=Path(path).name,
+                    content_type=content.content_type.value,
+                )
                 outcome.status, outcome.entry_id = "added", entry.id
                 outcome.signals = [sig.type for sig in entry.signals]
                 report.added.append(outcome)
@@ -297,8 +346,14 @@ class BankService:
             entry = self._entry(s, entry_id)
             if entry.enabled != enabled:
                 s.execute(update(BankEntry).where(BankEntry.id == entry_id).values(enabled=enabled))
-                s.add(BankChange(kind="entry_enabled" if enabled else "entry_disabled", bank_id=entry.bank_id,
-                                 entry_id=entry_id, at=utcnow()))
+                s.add(
+                    BankChange(
+                        kind="entry_enabled" if enabled else "entry_disabled",
+                        bank_id=entry.bank_id,
+                        entry_id=entry_id,
+                        at=utcnow(),
+                    )
+                )
                 s.flush()
                 s.refresh(entry)
             return self._entry_with_signals(s, entry)
@@ -320,8 +375,9 @@ class BankService:
         with self.db.session() as s:
             return self._entry_with_signals(s, self._entry(s, entry_id))
 
-    def list_entries(self, bank: str, *, limit: int | None = 100, offset: int = 0,
-                     include_disabled: bool = True) -> list[EntryInfo]:
+    def list_entries(
+        self, bank: str, *, limit: int | None = 100, offset: int = 0, include_disabled: bool = True
+    ) -> list[EntryInfo]:
         with self.db.session() as s:
             b = self._bank(s, bank)
             q = select(BankEntry).where(BankEntry.bank_id == b.id).order_by(BankEntry.id).offset(offset).limit(limit)
@@ -330,8 +386,9 @@ class BankService:
             entries = s.scalars(q).all()
             by_entry: dict[int, list[BankSignal]] = {e.id: [] for e in entries}
             if entries:
-                for sig in s.scalars(select(BankSignal).where(BankSignal.entry_id.in_(list(by_entry)))
-                                     .order_by(BankSignal.id)):
+                for sig in s.scalars(
+                    select(BankSignal).where(BankSignal.entry_id.in_(list(by_entry))).order_by(BankSignal.id)
+                ):
                     by_entry[sig.entry_id].append(sig)
             return [_entry_info(e, b.name, by_entry[e.id]) for e in entries]
 
@@ -358,8 +415,17 @@ class BankService:
             run = ImportRun(bank_id=b.id, format=fmt, source_name=source_name[:2000], started_at=utcnow())
             s.add(run)
             s.flush()
-            run_import(s, b.id, records, result, default_source=default_source, note=note, added_by=added_by,
-                       skip_existing=skip_existing, progress=progress)
+            run_import(
+                s,
+                b.id,
+                records,
+                result,
+                default_source=default_source,
+                note=note,
+                added_by=added_by,
+                skip_existing=skip_existing,
+                progress=progress,
+            )
             run.imported, run.rejected, run.skipped = result.imported, result.rejected, result.skipped
             run.errors = [e.to_dict() for e in result.errors[:RUN_ERRORS_KEPT]]
             run.finished_at = utcnow()
@@ -385,9 +451,20 @@ class BankService:
         with self.db.session() as s:
             b = self._bank(s, bank)
             runs = s.scalars(select(ImportRun).where(ImportRun.bank_id == b.id).order_by(ImportRun.id)).all()
-            return [{"id": r.id, "format": r.format, "source_name": r.source_name, "imported": r.imported,
-                     "rejected": r.rejected, "skipped": r.skipped, "errors": list(r.errors or []),
-                     "started_at": r.started_at, "finished_at": r.finished_at} for r in runs]
+            return [
+                {
+                    "id": r.id,
+                    "format": r.format,
+                    "source_name": r.source_name,
+                    "imported": r.imported,
+                    "rejected": r.rejected,
+                    "skipped": r.skipped,
+                    "errors": list(r.errors or []),
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                }
+                for r in runs
+            ]
 
     def iter_export(
         self, bank: str, *, include_disabled: bool = False, page: int = 2000
@@ -412,8 +489,18 @@ class BankService:
                 for entry_id, stype, value in rows:
                     sigs[entry_id].append((stype, value))
                 for e in entries:
-                    yield formats.ExportEntry(e.id, dict(e.labels or {}), e.source, e.note, e.origin, e.content_type,
-                                              e.enabled, e.added_at, e.added_by, sigs[e.id])
+                    yield formats.ExportEntry(
+                        e.id,
+                        dict(e.labels or {}),
+                        e.source,
+                        e.note,
+                        e.origin,
+                        e.content_type,
+                        e.enabled,
+                        e.added_at,
+                        e.added_by,
+                        sigs[e.id],
+                    )
                 last = entries[-1].id
                 s.expunge_all()
 
@@ -422,5 +509,10 @@ class BankService:
         info = self.get_bank(bank)
         if fmt not in formats.FORMATS:
             raise InvalidInput(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}", code="unknown_format")
-        return formats.write_export(fmt, self.iter_export(bank, include_disabled=include_disabled), out,
-                                    bank_name=info.name, bank_enabled=info.enabled)
+        return formats.write_export(
+            fmt,
+            self.iter_export(bank, include_disabled=include_disabled),
+            out,
+            bank_name=info.name,
+            bank_enabled=info.enabled,
+        )

@@ -182,8 +182,9 @@ def normalize_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
-        raise InvalidLabel(f"labels must be an object of key -> value, got {type(labels).__name__}",
-                           code="labels_not_object")
+        raise InvalidLabel(
+            f"labels must be an object of key -> value, got {type(labels).__name__}", code="labels_not_object"
+        )
     out: dict[str, str] = {}
     for raw_key, raw_value in labels.items():
         key = raw_key.strip().lower() if isinstance(raw_key, str) else ""
@@ -225,8 +226,9 @@ def parse_label_field(text: str) -> dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidLabel(f"labels are not valid JSON: {exc.msg} at character {exc.pos}",
-                               code="invalid_label_syntax") from None
+            raise InvalidLabel(
+                f"labels are not valid JSON: {exc.msg} at character {exc.pos}", code="invalid_label_syntax"
+            ) from None
         if not isinstance(value, dict):
             raise InvalidLabel("labels must be a JSON object", code="labels_not_object")
         return value

@@ -27,7 +27,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("bank_signals", schema=None, table_kwargs=_KW) as batch_op:
-        batch_op.create_foreign_key("fk_bank_signals_entry_id_bank_entries", "bank_entries", ["entry_id"], ["id"],
-                                    ondelete="CASCADE")
-        batch_op.create_foreign_key("fk_bank_signals_bank_id_banks", "banks", ["bank_id"], ["id"],
-                                    ondelete="CASCADE")
+        batch_op.create_foreign_key(
+            "fk_bank_signals_entry_id_bank_entries", "bank_entries", ["entry_id"], ["id"], ondelete="CASCADE"
+        )
+        batch_op.create_foreign_key("fk_bank_signals_bank_id_banks", "banks", ["bank_id"], ["id"], ondelete="CASCADE")
