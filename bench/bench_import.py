@@ -127,7 +127,7 @@ def main() -> int:
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; load average at start {os.getloadavg()[0]:.2f}"
     )
     table = []
     with tempfile.TemporaryDirectory(prefix="bastion-bench-import-") as tmpdir:
@@ -175,6 +175,7 @@ def main() -> int:
                     1,
                 )
             )
+    print(f"load average at end {os.getloadavg()[0]:.2f} (other work on the machine slows every number)")
     print()
     print(
         f"| database | method | rows timed | seconds (median) | rows/s | time for {rows:,} rows | "

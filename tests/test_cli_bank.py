@@ -90,6 +90,8 @@ def test_import_export_and_entry_commands(db, tmp_path: Path):
     out = run("import", "known", str(csv_file), "--format", "csv", "--source", "forum")
     assert "imported 2 entries (2 signals)" in out.stdout and "rejected 1 rows" in out.stdout
     assert "error[invalid_signal]: line 4:" in out.stderr
+    shown = run("show", "known").stdout
+    assert "2 entries (0 disabled), 2 signals" in shown and "csv list.csv: 2 imported, 0 skipped, 1 rejected" in shown
     as_json = json.loads(run("import", "known", str(csv_file), "--json").stdout)
     assert (as_json["imported"], as_json["skipped"], as_json["rejected"]) == (0, 2, 1)
     exported = run("export", "known", "--format", "jsonl").stdout

@@ -7,7 +7,6 @@ traceback, so scripts can match on the code and people get a sentence.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -60,7 +59,3 @@ def get_database() -> Database:
     except (OperationalError, ArgumentError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise BastionError(f"cannot open the database: {reason}", code="database_unavailable") from exc
-
-
-def is_terminal() -> bool:
-    return sys.stdout.isatty()

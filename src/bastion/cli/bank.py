@@ -108,6 +108,11 @@ def show(
             typer.echo(f"      {sig.type:<12} {value}")
     if bank.entries > len(entries):
         typer.echo(f"  ... {bank.entries - len(entries)} more (--limit)")
+    for run in service.import_runs(name)[-5:]:
+        typer.echo(
+            f"  import #{run['id']} {run['format']} {run['source_name'] or '-'}: {run['imported']} imported, "
+            f"{run['skipped']} skipped, {run['rejected']} rejected ({run['started_at']:%Y-%m-%d %H:%M})"
+        )
 
 
 def _set_bank(name: str, enabled: bool) -> None:
