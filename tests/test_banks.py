@@ -162,7 +162,7 @@ def test_create_list_get_banks(db):
     assert exc.value.code == "bank_exists"
     with pytest.raises(NotFound) as exc:
         svc.get_bank("nope")
-    assert exc.value.code == "bank_not_found"
+    assert exc.value.code == "not_found" and exc.value.details == {"bank": "nope"}
     with pytest.raises(InvalidInput) as exc:
         svc.create_bank("no spaces please")
     assert exc.value.code == "invalid_bank_name"
@@ -245,7 +245,7 @@ def test_disable_enable_delete_write_the_change_feed(db):
     assert [e.id for e in svc.list_entries("known")] == [e1.id]
     with pytest.raises(NotFound) as exc:
         svc.get_entry(e2.id)
-    assert exc.value.code == "entry_not_found"
+    assert exc.value.code == "not_found" and exc.value.details == {"entry_id": e2.id}
     svc.delete_bank("known")
     assert _changes(db)[-1] == ("bank_deleted", bank.id, None)
     with db.session() as s:

@@ -43,11 +43,11 @@ def test_errors_print_a_code_and_exit_with_its_status(db):
     dup = run("create", "known", code=4)
     assert dup.stderr.strip() == "error[bank_exists]: a bank named 'known' already exists"
     missing = run("show", "nope", code=3)
-    assert missing.stderr.startswith("error[bank_not_found]:")
+    assert missing.stderr.startswith("error[not_found]: no bank named")
     bad = run("create", "bad name", code=2)
     assert bad.stderr.startswith("error[invalid_bank_name]:")
     assert "Traceback" not in bad.stderr + bad.stdout
-    assert run("entry", "disable", "12345", code=3).stderr.startswith("error[entry_not_found]:")
+    assert run("entry", "disable", "12345", code=3).stderr.startswith("error[not_found]: no bank entry 12345")
 
 
 def test_add_files_with_labels(db, tmp_path: Path):

@@ -140,7 +140,7 @@ class BankService:
     def _bank(s: Session, name: str) -> Bank:
         bank = s.scalar(select(Bank).where(Bank.name == name))
         if bank is None:
-            raise NotFound(f"no bank named {name!r}", code="bank_not_found", bank=name)
+            raise NotFound(f"no bank named {name!r}", bank=name)
         return bank
 
     def create_bank(self, name: str, kind: str = "block", description: str = "", created_by: str = "") -> BankInfo:
@@ -337,7 +337,7 @@ class BankService:
     def _entry(self, s: Session, entry_id: int) -> BankEntry:
         entry = s.get(BankEntry, entry_id)
         if entry is None:
-            raise NotFound(f"no bank entry {entry_id}", code="entry_not_found", entry_id=entry_id)
+            raise NotFound(f"no bank entry {entry_id}", entry_id=entry_id)
         return entry
 
     def set_entry_enabled(self, entry_id: int, enabled: bool) -> EntryInfo:
