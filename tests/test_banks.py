@@ -303,3 +303,37 @@ def test_add_files_banks_usable_signals_and_reports_the_rest(db, tmp_path):
         svc.add_files("known", [image], {"ideology": "nope"})
     with pytest.raises(NotFound):
         svc.add_files("nope", [image])
+
+
+def test_bank_writes_are_serialised(db):
+    """A writer waits for another's transaction, so signal ids become visible in id order (matchers rely on it)."""
+    import threading
+
+    from bastion.banks.importer import lock_bank_writes
+
+    svc = BankService(db)
+    svc.create_bank("known")
+    locked, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def holder() -> None:
+        with db.session() as s:
+            lock_bank_writes(s)
+            locked.set()
+            release.wait(30)
+
+    def writer() -> None:
+        done.append(svc.add_entry("known", [Signal("md5", MD5)]).id)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert locked.wait(30)
+    second = threading.Thread(target=writer)
+    second.start()
+    second.join(1.0)
+    blocked = second.is_alive() and not done
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert blocked, "a second writer went ahead while the first held the bank write lock"
+    assert len(done) == 1 and svc.get_bank("known").entries == 1

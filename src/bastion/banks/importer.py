@@ -448,9 +448,9 @@ def run_import(
 ) -> ImportResult:
     """Validate and insert ``records`` into bank ``bank_id`` within ``session``'s transaction; fills ``result``.
 
-    With ``skip_existing``, an entry whose every signal is already in the bank (or earlier
-    in the file) is skipped: looked up per batch when the bank had entries, found with one query at the end when
-    it was empty.
+    With ``skip_existing``, an entry whose every signal is already in the bank (or earlier in the file) is skipped:
+    looked up per batch when the bank had entries, found with one query at the end when it was empty. Checking
+    runs in this thread while a writer thread stores the previous batch.
     """
     writer = _Writer(session, bank_id, utcnow(), added_by)
     was_empty = session.scalar(select(BankEntry.id).where(BankEntry.bank_id == bank_id).limit(1)) is None
