@@ -120,7 +120,10 @@ def scan_files(
         results: Iterator[FileResult] = map(_hash_job, jobs)
         pool = None
     else:
+        # forkserver, not fork: the parent may run threads (a progress bar); the preload means each worker
+        # starts as a fork of a server that has already imported the hashing code, not a fresh interpreter.
         ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["bastion.matching.scanner", "bastion.signals"])
         pool = ctx.Pool(workers, initializer=_worker_init)
         results = pool.imap(_hash_job, jobs, chunksize=4)
     try:
