@@ -77,9 +77,13 @@ def build_corpus(folder: Path, n: int) -> dict[str, int]:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(7)
     words = " ".join(sample_texts()).split()
+    bases = [generate_image(10_000 + i, 1024, 768) for i in range(min(40, counts["image"]))]
     for i in range(counts["image"]):
+        # Distinct pictures cheaply: a random crop of a base picture, resized to a common upload size.
         w, h = [(1024, 768), (640, 480), (800, 600), (480, 640)][i % 4]
-        img = generate_image(10_000 + i, w, h)
+        base = bases[i % len(bases)]
+        x, y = (int(v) for v in rng.integers(0, 200, 2))
+        img = base.crop((x, y, x + 824, y + 568)).resize((w, h))
         (folder / f"img-{i:05d}.{'png' if i % 10 == 0 else 'jpg'}").write_bytes(
             encode(img, "PNG") if i % 10 == 0 else encode(img, quality=85)
         )

@@ -12,7 +12,6 @@ matcher loads "signals with id > last seen"; on PostgreSQL, ids from a sequence 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,21 +28,13 @@ from bastion import signals as registry
 from bastion.banks.formats import ImportRecord, Record, RowError
 from bastion.banks.taxonomy import normalize_labels, normalize_source
 from bastion.errors import BastionError
-from bastion.storage.models import BankEntry, BankSignal, utcnow
+from bastion.storage.models import LOOKUP_KEY_MAX, BankEntry, BankSignal, lookup_key, utcnow
 
-LOOKUP_KEY_MAX = 160
 BATCH = 5000
 ERRORS_KEPT = 1000
 SQLITE_CACHE_KIB = 256 * 1024
 _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _PG_LOCK_KEY = 0x62616E6B  # "bank": one advisory lock serialises every bank write on PostgreSQL
-
-
-def lookup_key(value: str) -> str:
-    """The indexed form of a signal value: itself when short, else ``sha256:<hex>`` of it."""
-    if len(value) <= LOOKUP_KEY_MAX:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 def lock_bank_writes(session: Session) -> None:

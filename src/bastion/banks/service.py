@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session
 
 from bastion import signals as registry
 from bastion.banks import formats
-from bastion.banks.importer import ImportResult, lock_bank_writes, lookup_key, run_import
+from bastion.banks.importer import ImportResult, lock_bank_writes, run_import
 from bastion.banks.taxonomy import normalize_labels, normalize_source
 from bastion.content import Content
 from bastion.errors import BastionError, Conflict, ImportFailed, InvalidInput, NotFound, UnreadableFile
 from bastion.signals import Signal
 from bastion.storage.db import Database
-from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal, ImportRun, utcnow
+from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal, ImportRun, lookup_key, utcnow
 
 BANK_KINDS = ("block", "allow")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -5,8 +5,8 @@ similarity types use in-memory indexes: PDQ in :class:`~bastion.matching.pdq_ind
 restart does not re-read the database), vPDQ frames in a second PDQ index, near-duplicate text in a
 :class:`~bastion.matching.text_index.MinHashIndex`, and any other similarity type (e.g. TMK) in a linear list.
 
-Freshness: indexes follow the bank tables without full reloads. New signals are found by id (``bank_signals`` is
-append-only); what id order cannot show (entries and banks disabled, enabled or deleted) comes from the
+Freshness: indexes follow the bank tables without full reloads. New signals are found by id (``bank_signals`` ids
+only grow); what id order cannot show (entries and banks disabled, enabled or deleted) comes from the
 ``bank_changes`` feed. Whatever an index returns is re-checked against the database before it is reported, so a
 disabled entry never matches even before the feed has been applied.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from bastion import signals as signal_registry
 from bastion.errors import BastionError
@@ -32,7 +32,7 @@ from bastion.matching.pdq_index import PDQIndex, hashes_from_hex
 from bastion.settings import Settings, get_settings
 from bastion.signals.base import Signal
 from bastion.storage.db import Database
-from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal
+from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal, lookup_key
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Matcher:
         self._vpdq_videos: dict[int, list[Any]] = {}  # signal id -> parsed frames
         self._minhash: Any = None
         self._minhash_owned = _OwnedIds()
-        self._linear: dict[str, dict[int, str]] = defaultdict(dict)  # other similarity types: id -> value
+        self._linear: dict[str, dict[int, Any]] = defaultdict(dict)  # other similarity types: id -> prepared value
         self._linear_owner: dict[int, tuple[int, int]] = {}
         self.last_signal_id = 0
         self.last_change_seq = 0
@@ -256,8 +256,9 @@ class Matcher:
             self._minhash.add(ids.tolist(), [r.value for r in rows])
             self._minhash_owned.add(ids, entries, banks)
         else:
+            stype = signal_registry.get(signal_type)
             for r in rows:
-                self._linear[signal_type][r.id] = r.value
+                self._linear[signal_type][r.id] = stype.prepare(r.value)
                 self._linear_owner[r.id] = (r.entry_id, r.bank_id)
         return len(rows)
 
@@ -340,9 +341,10 @@ class Matcher:
                         hits["text_minhash"].append(
                             _Hit(sid, round(1 - similarity, 4), {"similarity": round(similarity, 4)})
                         )
-            else:
-                for sid, value in self._linear.get(sig.type, {}).items():
-                    d = stype.distance(sig.value, value)
+            elif self._linear.get(sig.type):
+                query = stype.prepare(sig.value)
+                for sid, prepared in self._linear[sig.type].items():
+                    d = stype.distance_prepared(query, prepared)
                     if stype.is_match(d):
                         hits[sig.type].append(_Hit(sid, d))
         matches = self._resolve(hits, exact)
@@ -402,15 +404,17 @@ class Matcher:
         )
         by_id = {h.signal_id: h for hs in hits.values() for h in hs}
         matches: list[Match] = []
-        with self.db.session() as s:
-            rows: list[Any] = []
-            ids = list(by_id)
-            for i in range(0, len(ids), 500):
-                rows += s.execute(base.where(BankSignal.id.in_(ids[i : i + 500]))).all()
-            for stype, value in exact:
-                rows += s.execute(
-                    base.where(BankSignal.signal_type == stype, BankSignal.lookup_key == lookup_key(value))
-                ).all()
+        # One query for the common case: index hits by id, exact signals by (type, key), all OR-ed together.
+        ids = list(by_id)
+        wanted = [and_(BankSignal.signal_type == t, BankSignal.lookup_key == lookup_key(v)) for t, v in exact]
+        rows: list[Any] = []
+        if not ids and not wanted:
+            return []
+        with self.db.engine.connect() as s:  # Core, not the ORM session: this runs once per scanned file
+            first, rest = ids[:500], ids[500:]
+            rows += s.execute(base.where(or_(BankSignal.id.in_(first), *wanted))).all()
+            for i in range(0, len(rest), 500):
+                rows += s.execute(base.where(BankSignal.id.in_(rest[i : i + 500]))).all()
         seen: set[int] = set()
         for r in rows:
             if r.id in seen:
@@ -440,13 +444,6 @@ class Matcher:
         if allows:
             return MatchResult(matches=[], suppressed=blocks, allowed_by=allows)
         return MatchResult(matches=blocks)
-
-
-def lookup_key(value: str) -> str:
-    """The indexed form of a signal value: itself, or a digest for long values (must agree with the bank service)."""
-    import hashlib
-
-    return value if len(value) <= 160 else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def snapshot_dir_for(settings: Settings) -> Path:

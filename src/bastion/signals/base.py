@@ -61,6 +61,16 @@ class SignalType(ABC):
         return 0.0 if a == b else 1.0
 
     @classmethod
+    def prepare(cls, value: str) -> Any:
+        """The form :meth:`distance_prepared` compares; matchers keep bank values prepared (e.g. decoded TMK)."""
+        return value
+
+    @classmethod
+    def distance_prepared(cls, a: Any, b: Any) -> float:
+        """:meth:`distance` over two :meth:`prepare` results (the default: prepared values are the strings)."""
+        return cls.distance(a, b)
+
+    @classmethod
     def is_match(cls, distance: float) -> bool:
         """Whether a distance from :meth:`distance` is a match under the current settings."""
         return distance == 0

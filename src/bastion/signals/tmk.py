@@ -228,7 +228,14 @@ class TMKSignal(SignalType):
 
     @classmethod
     def distance(cls, a: str, b: str) -> float:
-        sa, sb = decode(a), decode(b)
+        return cls.distance_prepared(decode(a), decode(b))
+
+    @classmethod
+    def prepare(cls, value: str) -> TMKSignature:
+        return decode(value)
+
+    @classmethod
+    def distance_prepared(cls, sa: TMKSignature, sb: TMKSignature) -> float:
         level1, _ = scores(sa, sb, level2=False)
         if level1 < MATCH_SCORE:
             return round(max(0.0, 1.0 - level1), 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,16 @@ NAMING = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+LOOKUP_KEY_MAX = 160  # bank_signals.lookup_key holds values up to this length, digests of longer ones
+
+
+def lookup_key(value: str) -> str:
+    """The indexed form of a signal value: itself when short, else ``sha256:<hex>`` of it (vPDQ, TMK values)."""
+    if len(value) <= LOOKUP_KEY_MAX:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 def utcnow() -> datetime:
@@ -116,7 +127,7 @@ class BankSignal(Base):
 class BankChange(Base):
     """The change feed matchers follow to keep in-memory indexes fresh without reloading everything.
 
-    New signals are found by id (append-only); this table records what id order cannot show: entries and banks
+    New signals are found by id (ids only grow); this table records what id order cannot show: entries and banks
     disabled, enabled or deleted.
     """
 
