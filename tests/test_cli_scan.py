@@ -119,3 +119,20 @@ def test_hash_without_input_is_a_usage_error():
     result = runner.invoke(app, ["hash"])
     assert result.exit_code == 2
     assert "error[no_input]" in result.stderr
+
+
+def test_database_errors_become_coded_cli_errors(capsys):
+    import sqlite3
+
+    import typer
+    from sqlalchemy.exc import OperationalError
+
+    from bastion.cli._common import run_cli
+
+    def busy():
+        raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+
+    with pytest.raises(typer.Exit) as stopped:
+        run_cli(busy)
+    assert stopped.value.exit_code == 1
+    assert "error[database_busy]: the database refused the operation: database is locked" in capsys.readouterr().err

@@ -104,28 +104,10 @@ class _Cache:
         return found
 
     def source(self, value: str | None) -> str:
-        found = self.sources.get(value)
-        if found is None:
-            try:
-                found = normalize_source(value, self.default_source)
-            except BastionError as exc:
-                found = exc
-            self.sources[value] = found
-        if isinstance(found, BastionError):
-            raise found
-        return found
+        return _memo(self.sources, value, lambda: normalize_source(value, self.default_source))
 
     def validator(self, signal_type: str) -> Callable[[str], str]:
-        found = self.validators.get(signal_type)
-        if found is None:
-            try:
-                found = registry.get(signal_type).validate
-            except BastionError as exc:
-                found = exc
-            self.validators[signal_type] = found
-        if isinstance(found, BastionError):
-            raise found
-        return found
+        return _memo(self.validators, signal_type, lambda: registry.get(signal_type).validate)
 
 
 class _Writer:
@@ -488,3 +470,17 @@ def run_import(
         result.skipped += entries
     writer.close()
     return result
+
+
+def _memo(cache: dict[Any, Any], key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per key; a BastionError is remembered too and raised again on every later call."""
+    found = cache.get(key)
+    if found is None:
+        try:
+            found = compute()
+        except BastionError as exc:
+            found = exc
+        cache[key] = found
+    if isinstance(found, BastionError):
+        raise found
+    return found

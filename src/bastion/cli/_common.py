@@ -27,11 +27,18 @@ def report_error(exc: BastionError) -> None:
 
 def run_cli(fn: Callable[[], R]) -> R:
     """Call ``fn``; a BastionError is printed as ``error[<code>]: message`` and exits with its exit code."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         return fn()
     except BastionError as exc:
         report_error(exc)
         raise typer.Exit(exc.exit_code) from None
+    except OperationalError as exc:  # e.g. SQLite busy past its timeout while another process imports
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        code = "database_busy" if "locked" in reason or "busy" in reason else "database_error"
+        report_error(BastionError(f"the database refused the operation: {reason}", code=code))
+        raise typer.Exit(1) from None
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
