@@ -15,7 +15,6 @@ Allow-list banks: when any allow-list entry matches the content, every block mat
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -457,7 +456,3 @@ def open_matcher(db: Database, settings: Settings | None = None) -> Matcher:
     matcher.refresh()
     matcher.save()
     return matcher
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
