@@ -86,6 +86,22 @@ class NotFound(BastionError):
     exit_code = 3
 
 
+class Unauthenticated(BastionError):
+    """No credentials, or credentials that do not identify anyone (codes: invalid_api_key, api_key_revoked...)."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 5
+
+
+class Forbidden(BastionError):
+    """Valid credentials without the scope the operation needs."""
+
+    code = "forbidden_scope"
+    http_status = 403
+    exit_code = 5
+
+
 class Conflict(BastionError):
     code = "conflict"
     http_status = 409

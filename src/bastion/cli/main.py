@@ -11,6 +11,7 @@ import typer
 
 from bastion import __version__
 from bastion.cli._common import fail, get_database, handle_errors
+from bastion.cli.accounts import key_app, org_app
 from bastion.cli.bank import app as bank_app
 
 app = typer.Typer(
@@ -20,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bank_app, name="bank")
+app.add_typer(org_app, name="org")
+app.add_typer(key_app, name="key")
 
 
 def _dumps(obj: object) -> str:
@@ -150,6 +153,21 @@ def demo() -> None:
     from bastion.demo import run_demo
 
     run_demo(get_database(), echo=typer.echo)
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from bastion.api.app import create_app
+    from bastion.settings import get_settings
+
+    uvicorn.run(create_app(get_database(), get_settings()), host=host, port=port)
 
 
 @app.command("settings")

@@ -1,0 +1,1 @@
+"""Organisations, users and API keys: who is calling Bastion and what they may do."""

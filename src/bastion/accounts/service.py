@@ -1,0 +1,239 @@
+"""AccountService: organisations and their API keys (created, listed, revoked, authenticated).
+
+A key looks like ``bst_<prefix>_<secret>``. The prefix (8 characters) is public: it is stored in clear, shown in
+listings and used to find the key's row. The secret (32 random bytes, base64url) is shown once, when the key is
+created, and only its SHA-256 is stored.
+
+Why a plain SHA-256 and not a password hash (bcrypt, argon2)? Password hashes are deliberately slow because
+passwords are low-entropy and guessable; these secrets are 256 bits from ``secrets.token_urlsafe``, so nobody can
+brute-force a leaked hash, and a fast hash keeps authentication on every API request cheap. The comparison uses
+``hmac.compare_digest`` so timing tells an attacker nothing about how much of a hash matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from bastion.storage.db import Database
+from bastion.storage.models import ApiKey, Organisation, utcnow
+
+SCOPES = ("submit", "review", "curate", "policy", "admin")
+KEY_PREFIX = "bst"
+PREFIX_LEN = 8
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+_KEY_RE = re.compile(r"^bst_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{20,100})$")
+_PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class OrganisationInfo:
+    id: int
+    name: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown about a key: never its secret or its hash."""
+
+    id: int
+    organisation_id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for k in ("created_at", "expires_at", "revoked_at", "last_used_at"):
+            out[k] = out[k].isoformat() if out[k] else None
+        return out
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an organisation, through one of its keys, with these scopes."""
+
+    organisation_id: int
+    organisation_name: str
+    key_id: int
+    scopes: frozenset[str]
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes (stored as UTC): make them comparable with aware ones."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+def _org_info(org: Organisation) -> OrganisationInfo:
+    return OrganisationInfo(id=org.id, name=org.name, created_at=_aware(org.created_at))  # type: ignore[arg-type]
+
+
+def _key_info(key: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=key.id,
+        organisation_id=key.organisation_id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=list(key.scopes),
+        created_at=_aware(key.created_at),  # type: ignore[arg-type]
+        expires_at=_aware(key.expires_at),
+        revoked_at=_aware(key.revoked_at),
+        last_used_at=_aware(key.last_used_at),
+    )
+
+
+def validate_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
+    if not scopes:
+        raise InvalidInput("an API key needs at least one scope", code="invalid_scope", allowed=list(SCOPES))
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise InvalidInput(f"unknown scope(s) {', '.join(unknown)}; allowed: {', '.join(SCOPES)}", code="invalid_scope")
+    return [s for s in SCOPES if s in scopes]
+
+
+class AccountService:
+    """The one writer of organisations and API keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # organisations
+
+    def create_organisation(self, name: str) -> OrganisationInfo:
+        name = name.strip()
+        if not _NAME_RE.match(name):
+            raise InvalidInput(
+                "organisation names are 1-100 letters, digits, spaces, '_', '.' or '-'", code="invalid_name"
+            )
+        try:
+            with self.db.session() as s:
+                if s.scalar(select(Organisation.id).where(Organisation.name == name)) is not None:
+                    raise Conflict(f"organisation {name!r} already exists")
+                org = Organisation(name=name)
+                s.add(org)
+                s.flush()
+                return _org_info(org)
+        except IntegrityError as exc:  # a concurrent create of the same name
+            raise Conflict(f"organisation {name!r} already exists") from exc
+
+    @staticmethod
+    def _org(s: Session, ref: str | int) -> Organisation:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            org = s.get(Organisation, int(ref))
+        else:
+            org = s.scalar(select(Organisation).where(Organisation.name == ref))
+        if org is None:
+            raise NotFound(f"no organisation {ref!r}")
+        return org
+
+    def get_organisation(self, ref: str | int) -> OrganisationInfo:
+        with self.db.session() as s:
+            return _org_info(self._org(s, ref))
+
+    def list_organisations(self) -> list[OrganisationInfo]:
+        with self.db.session() as s:
+            return [_org_info(o) for o in s.scalars(select(Organisation).order_by(Organisation.id))]
+
+    # keys
+
+    def create_api_key(
+        self, org: str | int, name: str, scopes: list[str] | tuple[str, ...], expires_in: timedelta | None = None
+    ) -> tuple[ApiKeyInfo, str]:
+        """Create a key; returns its record and the plaintext ``bst_<prefix>_<secret>``, which is never stored."""
+        name = name.strip()
+        if not _NAME_RE.match(name):
+            raise InvalidInput("key names are 1-100 letters, digits, spaces, '_', '.' or '-'", code="invalid_name")
+        clean_scopes = validate_scopes(scopes)
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidInput("a key's lifetime must be positive", code="invalid_expiry")
+        now = utcnow()
+        for _ in range(5):  # a prefix collision (36^8 space) is vanishingly rare; retry rather than fail
+            prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LEN))
+            secret = secrets.token_urlsafe(32)
+            try:
+                with self.db.session() as s:
+                    o = self._org(s, org)
+                    key = ApiKey(
+                        organisation_id=o.id,
+                        name=name,
+                        prefix=prefix,
+                        secret_hash=hash_secret(secret),
+                        scopes=clean_scopes,
+                        created_at=now,
+                        expires_at=now + expires_in if expires_in is not None else None,
+                    )
+                    s.add(key)
+                    s.flush()
+                    return _key_info(key), f"{KEY_PREFIX}_{prefix}_{secret}"
+            except IntegrityError:
+                continue
+        raise Conflict("could not allocate a unique key prefix; try again")  # pragma: no cover
+
+    def list_keys(self, org: str | int) -> list[ApiKeyInfo]:
+        with self.db.session() as s:
+            o = self._org(s, org)
+            keys = s.scalars(select(ApiKey).where(ApiKey.organisation_id == o.id).order_by(ApiKey.id))
+            return [_key_info(k) for k in keys]
+
+    def revoke_key(self, key_id: int, *, organisation_id: int | None = None) -> ApiKeyInfo:
+        """Revoke a key (idempotent). With ``organisation_id``, another organisation's key is reported not found."""
+        with self.db.session() as s:
+            key = s.get(ApiKey, key_id)
+            if key is None or (organisation_id is not None and key.organisation_id != organisation_id):
+                raise NotFound(f"no API key {key_id}")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+            s.flush()
+            return _key_info(key)
+
+    def authenticate(self, plaintext: str) -> Principal:
+        """The principal behind a key, or Unauthenticated with code invalid_api_key / api_key_revoked / _expired."""
+        m = _KEY_RE.match(plaintext.strip()) if plaintext else None
+        if m is None:
+            raise Unauthenticated("not a Bastion API key", code="invalid_api_key")
+        prefix, secret = m.groups()
+        with self.db.session() as s:
+            key = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            # Compare against a dummy hash when the prefix is unknown, so both paths do the same work.
+            stored = key.secret_hash if key is not None else hash_secret("")
+            if not hmac.compare_digest(stored, hash_secret(secret)) or key is None:
+                raise Unauthenticated("invalid API key", code="invalid_api_key")
+            now = utcnow()
+            if key.revoked_at is not None:
+                raise Unauthenticated("this API key has been revoked", code="api_key_revoked")
+            expires = _aware(key.expires_at)
+            if expires is not None and expires <= now:
+                raise Unauthenticated("this API key has expired", code="api_key_expired")
+            last = _aware(key.last_used_at)
+            if last is None or now - last > LAST_USED_RESOLUTION:  # not a write on every request
+                key.last_used_at = now
+            org = s.get(Organisation, key.organisation_id)
+            assert org is not None
+            return Principal(
+                organisation_id=org.id, organisation_name=org.name, key_id=key.id, scopes=frozenset(key.scopes)
+            )

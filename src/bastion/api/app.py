@@ -1,0 +1,118 @@
+"""The FastAPI application: ``create_app(db, settings)`` wires routes, dependencies and the one error shape.
+
+Every error leaves the API as ``{"error": {"code": ..., "message": ...}}`` with the error's HTTP status, whether it
+is a :class:`~bastion.errors.BastionError`, a request that fails validation, or an unknown path.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bastion import __version__
+from bastion.accounts.service import AccountService, Principal
+from bastion.api.deps import DB, CurrentPrincipal, require_scope
+from bastion.banks.service import BankService
+from bastion.errors import BastionError
+from bastion.settings import Settings
+from bastion.storage.db import Database
+
+_STATUS_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BastionError)
+    async def bastion_error(_: Request, exc: BastionError) -> JSONResponse:
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        return _error(422, "invalid_request", f"{first['field']}: {first['message']}", {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+
+class CreateKeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+# Each route's scope is declared once, as a RequireScope dependency (tests read it from the routes).
+Admin = Annotated[Principal, Depends(require_scope("admin"))]
+Curator = Annotated[Principal, Depends(require_scope("curate"))]
+
+
+def _add_v1_routes(r: FastAPI) -> None:
+    """Routes are added to the app itself, not through ``include_router`` (which newer FastAPI resolves lazily),
+    so ``app.routes`` lists every endpoint and the scope-matrix test sees them all."""
+
+    @r.get("/v1/health")
+    def health() -> dict[str, str]:
+        """Alive (no authentication)."""
+        return {"status": "ok", "version": __version__}
+
+    @r.get("/v1/me")
+    def me(principal: CurrentPrincipal) -> dict[str, Any]:
+        """The calling key's organisation and scopes."""
+        return {
+            "organisation": {"id": principal.organisation_id, "name": principal.organisation_name},
+            "key_id": principal.key_id,
+            "scopes": sorted(principal.scopes),
+        }
+
+    @r.get("/v1/banks")
+    def list_banks(db: DB, _: Curator) -> dict[str, Any]:
+        """Every bank.
+
+        TODO(issue 3, tenant isolation): banks are not yet owned by an organisation, so every curator sees every
+        bank. Banks get an owner and explicit sharing in the tenant-isolation part of issue 3.
+        """
+        return {"banks": [b.to_dict() for b in BankService(db).list_banks()]}
+
+    @r.get("/v1/keys")
+    def list_keys(db: DB, principal: Admin) -> dict[str, Any]:
+        """The caller's organisation's keys (never their secrets)."""
+        return {"keys": [k.to_dict() for k in AccountService(db).list_keys(principal.organisation_id)]}
+
+    @r.post("/v1/keys", status_code=201)
+    def create_key(body: CreateKeyRequest, db: DB, principal: Admin) -> dict[str, Any]:
+        """A new key for the caller's organisation; ``api_key`` is shown in this response only."""
+        expires = timedelta(days=body.expires_days) if body.expires_days else None
+        info, plaintext = AccountService(db).create_api_key(principal.organisation_id, body.name, body.scopes, expires)
+        return {"key": info.to_dict(), "api_key": plaintext}
+
+    @r.delete("/v1/keys/{key_id}")
+    def revoke_key(key_id: int, db: DB, principal: Admin) -> dict[str, Any]:
+        """Revoke one of the caller's organisation's keys; another organisation's key is not found."""
+        info = AccountService(db).revoke_key(key_id, organisation_id=principal.organisation_id)
+        return {"key": info.to_dict()}
+
+
+def create_app(db: Database, settings: Settings) -> FastAPI:
+    app = FastAPI(title="Bastion", version=__version__)
+    app.state.db = db
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _add_v1_routes(app)
+    return app

@@ -1,0 +1,187 @@
+"""The API's authentication, scopes, tenant isolation and error shape (FastAPI TestClient, SQLite and PostgreSQL).
+
+``test_every_route_checks_key_and_scope`` is generated from the app's routes: a new /v1 endpoint that forgets its
+check (or does not declare its scope with ``require_scope``) fails it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.routing import Route
+
+from bastion.accounts.service import SCOPES, AccountService
+from bastion.api.app import create_app
+from bastion.api.deps import ANY_KEY_PATHS, PUBLIC_PATHS, RequireScope
+from bastion.banks.service import BankService
+
+
+@pytest.fixture
+def app(db, settings):
+    return create_app(db, settings)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+def _key(db, org: str, scopes: list[str]) -> str:
+    svc = AccountService(db)
+    if org not in {o.name for o in svc.list_organisations()}:
+        svc.create_organisation(org)
+    return svc.create_api_key(org, "test", scopes)[1]
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _required_scopes(route: APIRoute) -> set[str]:
+    found: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        d = stack.pop()
+        if isinstance(d.call, RequireScope):
+            found.add(d.call.scope)
+        stack.extend(d.dependencies)
+    return found
+
+
+def _v1_routes(app) -> list[tuple[str, str, APIRoute]]:
+    out = []
+    for route in app.routes:
+        # An included router or mount would hide its endpoints from this walk: add routes to the app directly.
+        assert isinstance(route, Route), f"{route!r}: the route matrix cannot see inside it"
+        if isinstance(route, APIRoute) and route.path.startswith("/v1") and route.path not in PUBLIC_PATHS:
+            for method in sorted(route.methods):
+                out.append((method, route.path, route))
+    return out
+
+
+def test_every_route_checks_key_and_scope(db, app, client):
+    routes = _v1_routes(app)
+    assert len(routes) >= 5  # /me, /banks, GET/POST/DELETE /keys at least
+    for method, path, route in routes:
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        scopes = _required_scopes(route)
+        assert scopes or path in ANY_KEY_PATHS, f"{method} {path} declares no scope (use require_scope)"
+        r = client.request(method, url)
+        assert r.status_code == 401, (method, path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "unauthenticated"
+        r = client.request(method, url, headers=_auth("bst_aaaaaaaa_" + "x" * 43))
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_api_key"), (method, path)
+        if not scopes:
+            continue
+        others = [s for s in SCOPES if s not in scopes]
+        r = client.request(method, url, headers=_auth(_key(db, "matrix", others)))
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "forbidden_scope"
+        r = client.request(method, url, headers=_auth(_key(db, "matrix", sorted(scopes))))
+        assert r.status_code not in (401, 403), (method, path, r.status_code, r.text)
+
+
+def test_health_needs_no_key(client):
+    r = client.get("/v1/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_me_shows_org_and_scopes(db, client):
+    key = _key(db, "acme", ["submit", "review"])
+    body = client.get("/v1/me", headers=_auth(key)).json()
+    assert body["organisation"]["name"] == "acme" and body["scopes"] == ["review", "submit"]
+
+
+def test_revoked_and_expired_keys_are_rejected_over_http(db, client):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bastion.storage.models import ApiKey, utcnow
+
+    svc = AccountService(db)
+    svc.create_organisation("acme")
+    revoked_info, revoked = svc.create_api_key("acme", "r", ["admin"])
+    expired_info, expired = svc.create_api_key("acme", "e", ["admin"], expires_in=timedelta(days=1))
+    assert client.get("/v1/me", headers=_auth(revoked)).status_code == 200
+    svc.revoke_key(revoked_info.id)
+    with db.session() as s:
+        s.execute(update(ApiKey).where(ApiKey.id == expired_info.id).values(expires_at=utcnow() - timedelta(1)))
+    for key, code in ((revoked, "api_key_revoked"), (expired, "api_key_expired")):
+        r = client.get("/v1/me", headers=_auth(key))
+        assert (r.status_code, r.json()["error"]["code"]) == (401, code)
+
+
+def test_error_shape(db, client):
+    r = client.get("/v1/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert r.status_code == 401
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) >= {"code", "message"}
+    assert body["error"]["code"] == "invalid_api_key" and body["error"]["message"]
+    key = _key(db, "acme", ["admin"])
+    r = client.post("/v1/keys", headers=_auth(key), json={"name": "x", "scopes": ["root"]})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_scope")
+    r = client.post("/v1/keys", headers=_auth(key), json={"scopes": "admin"})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
+    assert r.json()["error"]["details"]["problems"]
+    r = client.get("/v1/no-such-thing")
+    assert r.status_code == 404 and r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+def test_keys_endpoints_and_key_shown_once(db, client):
+    admin = _key(db, "acme", ["admin"])
+    r = client.post("/v1/keys", headers=_auth(admin), json={"name": "uploads", "scopes": ["submit"], "expires_days": 7})
+    assert r.status_code == 201
+    new_key, info = r.json()["api_key"], r.json()["key"]
+    assert new_key.startswith(f"bst_{info['prefix']}_") and info["expires_at"]
+    assert client.get("/v1/me", headers=_auth(new_key)).json()["scopes"] == ["submit"]
+    listing = client.get("/v1/keys", headers=_auth(admin))
+    assert listing.status_code == 200
+    assert new_key.split("_", 2)[2] not in listing.text and "secret" not in listing.text
+    assert {k["name"] for k in listing.json()["keys"]} == {"test", "uploads"}
+    r = client.delete(f"/v1/keys/{info['id']}", headers=_auth(admin))
+    assert r.status_code == 200 and r.json()["key"]["revoked_at"]
+    r = client.get("/v1/me", headers=_auth(new_key))
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "api_key_revoked")
+
+
+def test_keys_are_isolated_between_organisations(db, client):
+    admin_a = _key(db, "org-a", ["admin"])
+    admin_b = _key(db, "org-b", ["admin"])
+    b_keys = client.get("/v1/keys", headers=_auth(admin_b)).json()["keys"]
+    a_keys = client.get("/v1/keys", headers=_auth(admin_a)).json()["keys"]
+    assert len(a_keys) == len(b_keys) == 1 and a_keys[0]["id"] != b_keys[0]["id"]
+    assert {k["organisation_id"] for k in a_keys}.isdisjoint({k["organisation_id"] for k in b_keys})
+    r = client.delete(f"/v1/keys/{b_keys[0]['id']}", headers=_auth(admin_a))
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+    assert client.get("/v1/me", headers=_auth(admin_b)).status_code == 200  # still works
+    created = client.post("/v1/keys", headers=_auth(admin_a), json={"name": "n", "scopes": ["submit"]}).json()
+    assert created["key"]["organisation_id"] == a_keys[0]["organisation_id"]
+    assert len(client.get("/v1/keys", headers=_auth(admin_b)).json()["keys"]) == 1
+
+
+def test_banks_listing_needs_curate(db, client):
+    BankService(db).create_bank("known")
+    curator = _key(db, "acme", ["curate"])
+    r = client.get("/v1/banks", headers=_auth(curator))
+    assert r.status_code == 200 and [b["name"] for b in r.json()["banks"]] == ["known"]
+
+
+def test_serve_runs_uvicorn_on_the_app(db, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app as cli
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(app=app, host=host, port=port))
+    result = CliRunner().invoke(cli, ["serve", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    with TestClient(seen["app"]) as c:
+        assert c.get("/v1/health").status_code == 200
+        assert c.get("/v1/me").status_code == 401
