@@ -121,3 +121,40 @@ class IndexCorrupt(BastionError):
     """
 
     code = "index_corrupt"
+
+
+class UrlForbiddenAddress(InvalidInput):
+    """A URL (or a redirect hop) points at an address Bastion must not reach: private, loopback, link-local..."""
+
+    code = "url_forbidden_address"
+
+
+class UrlSchemeUnsupported(InvalidInput):
+    """Only http and https URLs are fetched."""
+
+    code = "url_scheme_unsupported"
+
+
+class UrlPortForbidden(InvalidInput):
+    """The URL names a port outside the allowed set (80, 443, 8080, 8443 by default)."""
+
+    code = "url_port_forbidden"
+
+
+class UrlFetchFailed(BastionError):
+    """The remote server could not be reached or answered unusably (connection refused, bad response...)."""
+
+    code = "url_fetch_failed"
+    http_status = 502
+    exit_code = 6
+
+
+class UrlFetchTimeout(UrlFetchFailed):
+    """Fetching took longer than the total time limit (connect and read together)."""
+
+    code = "url_fetch_timeout"
+    http_status = 504
+
+
+class UrlTooManyRedirects(UrlFetchFailed):
+    code = "url_too_many_redirects"

@@ -1,0 +1,1 @@
+"""Intake: where submitted content enters Bastion (uploaded bytes, remote URLs fetched safely, ...)."""
