@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bastion import audit
 from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from bastion.storage.db import Database
 from bastion.storage.models import ApiKey, Organisation, utcnow
@@ -117,10 +118,11 @@ def validate_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
 
 
 class AccountService:
-    """The one writer of organisations and API keys."""
+    """The one writer of organisations and API keys; each change is recorded in the audit log (as ``actor``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, actor: str = "cli") -> None:
         self.db = db
+        self.actor = actor
 
     # organisations
 
@@ -137,6 +139,7 @@ class AccountService:
                 org = Organisation(name=name)
                 s.add(org)
                 s.flush()
+                audit.append(s, self.actor, "organisation_created", f"organisation:{org.id}", {"name": name}, org.id)
                 return _org_info(org)
         except IntegrityError as exc:  # a concurrent create of the same name
             raise Conflict(f"organisation {name!r} already exists") from exc
@@ -189,6 +192,19 @@ class AccountService:
                     )
                     s.add(key)
                     s.flush()
+                    audit.append(
+                        s,
+                        self.actor,
+                        "api_key_created",
+                        f"api-key:{key.id}",
+                        {
+                            "name": name,
+                            "prefix": prefix,
+                            "scopes": clean_scopes,
+                            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+                        },
+                        o.id,
+                    )
                     return _key_info(key), f"{KEY_PREFIX}_{prefix}_{secret}"
             except IntegrityError:
                 continue
@@ -208,6 +224,9 @@ class AccountService:
                 raise NotFound(f"no API key {key_id}")
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
+                audit.append(
+                    s, self.actor, "api_key_revoked", f"api-key:{key.id}", {"prefix": key.prefix}, key.organisation_id
+                )
             s.flush()
             return _key_info(key)
 

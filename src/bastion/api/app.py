@@ -99,13 +99,18 @@ def _add_v1_routes(r: FastAPI) -> None:
     def create_key(body: CreateKeyRequest, db: DB, principal: Admin) -> dict[str, Any]:
         """A new key for the caller's organisation; ``api_key`` is shown in this response only."""
         expires = timedelta(days=body.expires_days) if body.expires_days else None
-        info, plaintext = AccountService(db).create_api_key(principal.organisation_id, body.name, body.scopes, expires)
+        actor = f"api-key:{principal.key_id}"
+        info, plaintext = AccountService(db, actor).create_api_key(
+            principal.organisation_id, body.name, body.scopes, expires
+        )
         return {"key": info.to_dict(), "api_key": plaintext}
 
     @r.delete("/v1/keys/{key_id}")
     def revoke_key(key_id: int, db: DB, principal: Admin) -> dict[str, Any]:
         """Revoke one of the caller's organisation's keys; another organisation's key is not found."""
-        info = AccountService(db).revoke_key(key_id, organisation_id=principal.organisation_id)
+        info = AccountService(db, f"api-key:{principal.key_id}").revoke_key(
+            key_id, organisation_id=principal.organisation_id
+        )
         return {"key": info.to_dict()}
 
 

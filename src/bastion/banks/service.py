@@ -7,6 +7,7 @@ disabled without being deleted.
 Matchers stay fresh by following two things this service guarantees: new signals appear in ``bank_signals`` in id
 order (every write takes :func:`bastion.banks.importer.lock_bank_writes` first), and every disable, enable or
 delete of an entry or a bank writes a :class:`~bastion.storage.models.BankChange` row in the same transaction.
+Every change (and every export) is also recorded in the audit log (:mod:`bastion.audit`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import IO, Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from bastion import audit
 from bastion import signals as registry
 from bastion.banks import formats
 from bastion.banks.importer import ImportResult, lock_bank_writes, run_import
@@ -132,8 +134,12 @@ def _entry_info(entry: BankEntry, bank_name: str, signals: Sequence[BankSignal])
 class BankService:
     """Bank operations over one :class:`~bastion.storage.db.Database`; every method is one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, actor: str = "cli") -> None:
         self.db = db
+        self.actor = actor  # who the audit log names: "cli", "api-key:<id>", a user
+
+    def _audit(self, s: Session, action: str, target: str, **details: Any) -> None:
+        audit.append(s, self.actor, action, target, details)
 
     # -- banks ----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -166,6 +172,7 @@ class BankService:
             )
             s.add(bank)
             s.flush()
+            self._audit(s, "bank_created", f"bank:{name}", kind=kind, description=bank.description)
             return _bank_info(bank)
 
     def _counts(self, s: Session, bank_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
@@ -203,6 +210,7 @@ class BankService:
             if bank.enabled != enabled:
                 bank.enabled = enabled
                 s.add(BankChange(kind="bank_enabled" if enabled else "bank_disabled", bank_id=bank.id, at=utcnow()))
+                self._audit(s, "bank_enabled" if enabled else "bank_disabled", f"bank:{name}")
             s.flush()
             return _bank_info(bank, self._counts(s, [bank.id]).get(bank.id))
 
@@ -212,6 +220,8 @@ class BankService:
             lock_bank_writes(s)
             bank = self._bank(s, name)
             s.add(BankChange(kind="bank_deleted", bank_id=bank.id, at=utcnow()))
+            entries = s.scalar(select(func.count()).select_from(BankEntry).where(BankEntry.bank_id == bank.id))
+            self._audit(s, "bank_deleted", f"bank:{name}", entries=entries)
             s.execute(delete(BankSignal).where(BankSignal.bank_id == bank.id))
             s.execute(delete(BankEntry).where(BankEntry.bank_id == bank.id))
             s.execute(delete(ImportRun).where(ImportRun.bank_id == bank.id))
@@ -266,6 +276,9 @@ class BankService:
             ]
             s.add_all(rows)
             s.flush()
+            self._audit(
+                s, "entry_added", f"entry:{entry.id}", bank=b.name, signals=sorted({r.signal_type for r in rows})
+            )
             return _entry_info(entry, b.name, rows)
 
     @staticmethod
@@ -354,6 +367,9 @@ class BankService:
                         at=utcnow(),
                     )
                 )
+                self._audit(
+                    s, "entry_enabled" if enabled else "entry_disabled", f"entry:{entry_id}", bank_id=entry.bank_id
+                )
                 s.flush()
                 s.refresh(entry)
             return self._entry_with_signals(s, entry)
@@ -363,6 +379,7 @@ class BankService:
             lock_bank_writes(s)
             entry = self._entry(s, entry_id)
             s.add(BankChange(kind="entry_deleted", bank_id=entry.bank_id, entry_id=entry_id, at=utcnow()))
+            self._audit(s, "entry_deleted", f"entry:{entry_id}", bank_id=entry.bank_id)
             s.execute(delete(BankSignal).where(BankSignal.entry_id == entry_id))
             s.execute(delete(BankEntry).where(BankEntry.id == entry_id))
 
@@ -430,6 +447,17 @@ class BankService:
             run.errors = [e.to_dict() for e in result.errors[:RUN_ERRORS_KEPT]]
             run.finished_at = utcnow()
             result.run_id = run.id
+            self._audit(
+                s,
+                "bank_imported",
+                f"bank:{bank}",
+                format=fmt,
+                source_name=source_name[:200],
+                run_id=run.id,
+                imported=result.imported,
+                rejected=result.rejected,
+                skipped=result.skipped,
+            )
         return result
 
     def import_file(self, bank: str, path: str | Path, fmt: str, **kwargs: Any) -> ImportResult:
@@ -509,10 +537,15 @@ class BankService:
         info = self.get_bank(bank)
         if fmt not in formats.FORMATS:
             raise InvalidInput(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}", code="unknown_format")
-        return formats.write_export(
+        written = formats.write_export(
             fmt,
             self.iter_export(bank, include_disabled=include_disabled),
             out,
             bank_name=info.name,
             bank_enabled=info.enabled,
         )
+        with self.db.session() as s:  # after the fact: an export changes nothing, the record says it happened
+            self._audit(
+                s, "bank_exported", f"bank:{bank}", format=fmt, signals=written, include_disabled=include_disabled
+            )
+        return written
