@@ -42,12 +42,13 @@ def settings() -> Settings:
     return get_settings()
 
 
-def _worker_db_name(worker_id: str) -> str:
-    return "bastion_test_" + re.sub(r"[^a-z0-9_]", "_", worker_id.lower())
+def _worker_db_name(testrun_uid: str, worker_id: str) -> str:
+    """One database per test run and worker, so two runs against one server never touch each other's data."""
+    return "bastion_test_" + re.sub(r"[^a-z0-9_]", "_", f"{testrun_uid[:10]}_{worker_id}".lower())
 
 
 @pytest.fixture(scope="session")
-def postgres_database_url(worker_id: str) -> Iterator[str]:
+def postgres_database_url(testrun_uid: str, worker_id: str) -> Iterator[str]:
     """A freshly created, migrated PostgreSQL database for this xdist worker."""
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests need BASTION_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
@@ -55,7 +56,7 @@ def postgres_database_url(worker_id: str) -> Iterator[str]:
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            name = _worker_db_name(worker_id)
+            name = _worker_db_name(testrun_uid, worker_id)
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - any failure here must stop the run, not skip it
@@ -68,6 +69,8 @@ def postgres_database_url(worker_id: str) -> Iterator[str]:
     migrate(engine)
     engine.dispose()
     yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
