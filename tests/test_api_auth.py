@@ -52,12 +52,15 @@ def _required_scopes(route: APIRoute) -> set[str]:
     return found
 
 
+_GUARDED = ("/v1", "/h/", "/m/", "/c/")  # Bastion's own API and the HMA-compatible one (api/hma.py)
+
+
 def _v1_routes(app) -> list[tuple[str, str, APIRoute]]:
     out = []
     for route in app.routes:
         # An included router or mount would hide its endpoints from this walk: add routes to the app directly.
         assert isinstance(route, Route), f"{route!r}: the route matrix cannot see inside it"
-        if isinstance(route, APIRoute) and route.path.startswith("/v1") and route.path not in PUBLIC_PATHS:
+        if isinstance(route, APIRoute) and route.path.startswith(_GUARDED) and route.path not in PUBLIC_PATHS:
             for method in sorted(route.methods):
                 out.append((method, route.path, route))
     return out

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bastion import __version__
 from bastion.accounts.service import AccountService, Principal
 from bastion.api.deps import DB, CurrentPrincipal, require_scope
+from bastion.api.hma import add_hma_routes
 from bastion.banks.service import BankService
 from bastion.errors import BastionError
 from bastion.settings import Settings
@@ -120,4 +121,5 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     app.state.settings = settings
     _install_error_handlers(app)
     _add_v1_routes(app)
+    add_hma_routes(app)  # HMA-compatible /status, /h, /m, /c (issue 3 §9)
     return app
