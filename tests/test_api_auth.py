@@ -47,12 +47,12 @@ def _required_scopes(route: APIRoute) -> set[str]:
     while stack:
         d = stack.pop()
         if isinstance(d.call, RequireScope):
-            found.add(d.call.scope)
+            found.update(d.call.scopes)  # any one of them is enough
         stack.extend(d.dependencies)
     return found
 
 
-_GUARDED = ("/v1", "/h/", "/m/", "/c/")  # Bastion's own API and the HMA-compatible one (api/hma.py)
+_GUARDED = ("/v1", "/h/", "/m/", "/c/", "/metrics")  # Bastion's own API, the HMA-compatible one (api/hma.py), ops
 
 
 def _v1_routes(app) -> list[tuple[str, str, APIRoute]]:
@@ -181,10 +181,11 @@ def test_serve_runs_uvicorn_on_the_app(db, monkeypatch):
     from bastion.cli.main import app as cli
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(app=app, host=host, port=port))
-    result = CliRunner().invoke(cli, ["serve", "--port", "8123"])
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port, **kw))
+    monkeypatch.setattr("bastion.logging.configure_logging", lambda fmt: seen.update(log_format=fmt))
+    result = CliRunner().invoke(cli, ["serve", "--port", "8123", "--log-format", "text"])
     assert result.exit_code == 0, result.output
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    assert (seen["host"], seen["port"], seen["log_format"], seen["log_config"]) == ("127.0.0.1", 8123, "text", None)
     with TestClient(seen["app"]) as c:
         assert c.get("/v1/health").status_code == 200
         assert c.get("/v1/me").status_code == 401

@@ -29,7 +29,7 @@ from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from bastion.storage.db import Database
 from bastion.storage.models import ApiKey, Organisation, utcnow
 
-SCOPES = ("submit", "review", "curate", "policy", "admin")
+SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics")
 KEY_PREFIX = "bst"
 PREFIX_LEN = 8
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")

@@ -19,6 +19,7 @@ from bastion import __version__
 from bastion.accounts.service import AccountService, Principal
 from bastion.api.deps import DB, CurrentPrincipal, require_scope
 from bastion.api.hma import add_hma_routes
+from bastion.api.ops import install_ops
 from bastion.banks.service import BankService
 from bastion.errors import BastionError
 from bastion.settings import Settings
@@ -122,4 +123,5 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     _add_v1_routes(app)
     add_hma_routes(app)  # HMA-compatible /status, /h, /m, /c (issue 3 §9)
+    install_ops(app)  # /healthz, /readyz, /metrics, request ids
     return app

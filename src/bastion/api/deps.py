@@ -49,21 +49,24 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 class RequireScope:
-    """A dependency that lets a request through only when its key carries ``scope``."""
+    """A dependency that lets a request through only when its key carries ``scope`` (or one of ``alternatives``)."""
 
-    def __init__(self, scope: str) -> None:
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
+    def __init__(self, scope: str, *alternatives: str) -> None:
+        for s in (scope, *alternatives):
+            if s not in SCOPES:
+                raise ValueError(f"unknown scope {s!r}")
         self.scope = scope
+        self.scopes = (scope, *alternatives)
 
     def __call__(self, principal: CurrentPrincipal) -> Principal:
-        if self.scope not in principal.scopes:
-            raise Forbidden(f"this endpoint needs an API key with the {self.scope!r} scope", scope=self.scope)
+        if not principal.scopes.intersection(self.scopes):
+            wanted = " or ".join(repr(s) for s in self.scopes)
+            raise Forbidden(f"this endpoint needs an API key with the {wanted} scope", scope=self.scope)
         return principal
 
     def __repr__(self) -> str:
-        return f"RequireScope({self.scope!r})"
+        return f"RequireScope({', '.join(repr(s) for s in self.scopes)})"
 
 
-def require_scope(scope: str) -> RequireScope:
-    return RequireScope(scope)
+def require_scope(scope: str, *alternatives: str) -> RequireScope:
+    return RequireScope(scope, *alternatives)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,26 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Bastion: find, review and remove terrorist and violent extremist content by hash matching."""
+
+
+class LogFormat(str, Enum):
+    json = "json"
+    text = "text"
 
 
 def _dumps(obj: object) -> str:
@@ -162,14 +183,18 @@ def demo() -> None:
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log line format.")] = LogFormat.json,
 ) -> None:
     """Serve the HTTP API (uvicorn)."""
     import uvicorn
 
     from bastion.api.app import create_app
+    from bastion.logging import configure_logging
     from bastion.settings import get_settings
 
-    uvicorn.run(create_app(get_database(), get_settings()), host=host, port=port)
+    configure_logging(log_format.value)
+    # log_config=None: uvicorn's own loggers propagate to the root handler configured above.
+    uvicorn.run(create_app(get_database(), get_settings()), host=host, port=port, log_config=None)
 
 
 @app.command("settings")
