@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from bastion.banks.service import BankService
-from bastion.errors import NotFound
+from bastion.errors import Conflict, NotFound
 from bastion.matching.matcher import open_matcher
 from bastion.matching.scanner import FileResult, scan
 from bastion.samples import altered_copies, encode, generate_image
@@ -53,27 +53,35 @@ def prepare_uploads(folder: Path, unrelated: int = 4) -> dict[str, str]:
     return truth
 
 
-def run_demo(db: Database, echo: Callable[[str], None] = print) -> list[FileResult]:
-    settings = get_settings()
+def seed_demo_bank(db: Database, *, replace: bool = False, actor: str = "bastion demo") -> int:
+    """Bank the bundled sample images in ``DEMO_BANK``; returns how many were newly banked.
+
+    ``replace`` starts the bank afresh (``bastion demo``); otherwise an existing bank is kept and samples already in
+    it are reported by add_files as already banked, not duplicated (``bastion serve --demo`` on every start).
+    """
     service = BankService(db)
-    with contextlib.suppress(NotFound):
-        service.delete_bank(DEMO_BANK)
-    service.create_bank(
-        DEMO_BANK, description="Bundled benign sample images standing in for known content", created_by="bastion demo"
-    )
+    if replace:
+        with contextlib.suppress(NotFound):
+            service.delete_bank(DEMO_BANK)
+    with contextlib.suppress(Conflict):  # kept from an earlier start, or created concurrently
+        service.create_bank(
+            DEMO_BANK, description="Bundled benign sample images standing in for known content", created_by=actor
+        )
     report = service.add_files(
         DEMO_BANK,
         sample_images(),
         labels=DEMO_LABELS,
         source="own_review",
-        added_by="bastion demo",
+        added_by=actor,
         note="benign stand-in for the demo",
     )
-    added = getattr(report, "added", report)
-    echo(
-        f"Bank '{DEMO_BANK}': {len(added) if hasattr(added, '__len__') else added} sample images banked "
-        f"(from {SAMPLES})."
-    )
+    return len(report.added)
+
+
+def run_demo(db: Database, echo: Callable[[str], None] = print) -> list[FileResult]:
+    settings = get_settings()
+    added = seed_demo_bank(db, replace=True)
+    echo(f"Bank '{DEMO_BANK}': {added} sample images banked (from {SAMPLES}).")
     uploads = settings.data_dir / "demo-uploads"
     truth = prepare_uploads(uploads)
     echo(f"Uploads folder {uploads}: {len(truth)} files (altered copies of the samples, unrelated files).\n")

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     max_text_bytes: int = Field(
         default=20 * 1024 * 1024, gt=0, description="Text and extracted PDF text longer than this is refused."
     )
+    admin_organisation: str = Field(
+        default="admin",
+        description="Name of the organisation created, with an all-scope API key, on first start of an empty database.",
+    )
 
 
 @lru_cache(maxsize=1)

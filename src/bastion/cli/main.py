@@ -184,17 +184,42 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log line format.")] = LogFormat.json,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also seed a demo organisation, its key and a bank of benign samples.")
+    ] = False,
 ) -> None:
-    """Serve the HTTP API (uvicorn)."""
+    """Serve the HTTP API (uvicorn). On an empty database, first creates an admin key and prints it once."""
     import uvicorn
 
+    from bastion.accounts.bootstrap import DEMO_ORGANISATION, DEMO_SCOPES, ensure_admin, ensure_organisation_key
     from bastion.api.app import create_app
     from bastion.logging import configure_logging
     from bastion.settings import get_settings
 
     configure_logging(log_format.value)
+    db = get_database()  # runs the migrations
+    settings = get_settings()
+    secret = ensure_admin(db)
+    if secret:
+        _announce_secret(f"organisation {settings.admin_organisation!r} (every scope)", secret)
+    if demo:
+        from bastion.demo import DEMO_BANK, seed_demo_bank
+
+        demo_secret = ensure_organisation_key(db, DEMO_ORGANISATION, DEMO_SCOPES, "demo")
+        if demo_secret:
+            _announce_secret(f"organisation {DEMO_ORGANISATION!r} ({', '.join(DEMO_SCOPES)})", demo_secret)
+        added = seed_demo_bank(db, actor="bastion serve --demo")
+        typer.echo(f"Demo bank '{DEMO_BANK}': {added} sample images newly banked.", err=True)
     # log_config=None: uvicorn's own loggers propagate to the root handler configured above.
-    uvicorn.run(create_app(get_database(), get_settings()), host=host, port=port, log_config=None)
+    uvicorn.run(create_app(db, settings), host=host, port=port, log_config=None)
+
+
+def _announce_secret(whom: str, secret: str) -> None:
+    typer.echo(
+        f"API key for {whom}:\n    {secret}\n"
+        "This secret is shown once and never again (only its hash is stored): store it now.",
+        err=True,
+    )
 
 
 @app.command("settings")
