@@ -53,6 +53,7 @@ class Match:
     source: str
     signal_id: int
     detail: dict[str, Any] = field(default_factory=dict)
+    bank_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -322,7 +323,13 @@ class Matcher:
         return True
 
     # -- matching -----------------------------------------------------------------------------------------------------
-    def match(self, signals: Iterable[Signal]) -> MatchResult:
+    def match(self, signals: Iterable[Signal], *, bank_ids: Iterable[int] | None = None) -> MatchResult:
+        """Match ``signals`` against every enabled bank, or only the banks in ``bank_ids`` (an organisation's own
+        and shared banks: the index is shared by all organisations, the filter is applied when hits are resolved,
+        so another organisation's allow list never suppresses a match)."""
+        wanted_banks = None if bank_ids is None else sorted(set(bank_ids))
+        if wanted_banks == []:
+            return MatchResult()
         hits: dict[str, list[_Hit]] = defaultdict(list)
         exact: list[tuple[str, str]] = []
         for sig in signal_registry.usable(list(signals)):
@@ -346,7 +353,7 @@ class Matcher:
                     d = stype.distance_prepared(query, prepared)
                     if stype.is_match(d):
                         hits[sig.type].append(_Hit(sid, d))
-        matches = self._resolve(hits, exact)
+        matches = self._resolve(hits, exact, wanted_banks)
         return self._apply_allow_lists(matches)
 
     def _match_pdq(self, sig: Signal) -> list[_Hit]:
@@ -384,7 +391,9 @@ class Matcher:
                 out.append(_Hit(sid, round(100.0 - query_pct, 2), detail))
         return out
 
-    def _resolve(self, hits: dict[str, list[_Hit]], exact: list[tuple[str, str]]) -> list[Match]:
+    def _resolve(
+        self, hits: dict[str, list[_Hit]], exact: list[tuple[str, str]], bank_ids: list[int] | None = None
+    ) -> list[Match]:
         """Turn index hits and exact lookups into matches, keeping only enabled entries of enabled banks."""
         cols = (
             BankSignal.id,
@@ -394,6 +403,7 @@ class Matcher:
             Bank.kind,
             BankEntry.labels,
             BankEntry.source,
+            Bank.id.label("bank_id"),
         )
         base = (
             select(*cols)
@@ -401,6 +411,8 @@ class Matcher:
             .join(Bank, Bank.id == BankSignal.bank_id)
             .where(BankEntry.enabled.is_(True), Bank.enabled.is_(True))
         )
+        if bank_ids is not None:
+            base = base.where(Bank.id.in_(bank_ids))
         by_id = {h.signal_id: h for hs in hits.values() for h in hs}
         matches: list[Match] = []
         # One query for the common case: index hits by id, exact signals by (type, key), all OR-ed together.
@@ -431,6 +443,7 @@ class Matcher:
                     source=r.source,
                     signal_id=r.id,
                     detail=dict(hit.detail) if hit else {},
+                    bank_id=r.bank_id,
                 )
             )
         matches.sort(key=lambda m: (m.distance, m.bank, m.entry_id, m.signal_type))
