@@ -65,6 +65,23 @@ class Settings(BaseSettings):
     max_text_bytes: int = Field(
         default=20 * 1024 * 1024, gt=0, description="Text and extracted PDF text longer than this is refused."
     )
+    index_refresh_seconds: float = Field(
+        default=1.0, gt=0, le=60,
+        description="How often each process applies bank changes to its in-memory index (seconds).",
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0,
+        description="Largest submission body accepted by POST /v1/content (file, text or URL form); larger is 413.",
+    )
+    inline_decision_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0,
+        description="Images and texts up to this size are decided inside the submitting request; larger ones, "
+        "videos, PDFs and fetched URLs are decided by a worker (the response says pending).",
+    )
+    worker_threads: int = Field(
+        default=1, ge=0, le=64,
+        description="Worker threads bastion serve runs in-process (0: none; run bastion worker processes instead).",
+    )
     admin_organisation: str = Field(
         default="admin",
         description="Name of the organisation created, with an all-scope API key, on first start of an empty database.",
