@@ -8,6 +8,13 @@ Matchers stay fresh by following two things this service guarantees: new signals
 order (every write takes :func:`bastion.banks.importer.lock_bank_writes` first), and every disable, enable or
 delete of an entry or a bank writes a :class:`~bastion.storage.models.BankChange` row in the same transaction.
 Every change (and every export) is also recorded in the audit log (:mod:`bastion.audit`), in the same transaction.
+
+Tenancy: a bank belongs to one organisation (``banks.organisation_id``) or to nobody (an operator's bank, made with
+the CLI). Its owner may share it with other organisations (``bank_shares``), which then see and match against it but
+cannot change it. A service made with ``organisation_id`` acts for that organisation: a bank it neither owns nor is
+shared is reported exactly like a missing one (NotFound, never Forbidden: existence does not leak), and a change to
+a shared bank is Forbidden ``bank_read_only``. A service without ``organisation_id`` is the operator's (the CLI) and
+sees and changes everything. Bank names stay unique across all organisations (HMA's routes name banks).
 """
 
 from __future__ import annotations
@@ -28,10 +35,20 @@ from bastion.banks import formats
 from bastion.banks.importer import ImportResult, lock_bank_writes, run_import
 from bastion.banks.taxonomy import normalize_labels, normalize_source
 from bastion.content import Content
-from bastion.errors import BastionError, Conflict, ImportFailed, InvalidInput, NotFound, UnreadableFile
+from bastion.errors import BastionError, Conflict, Forbidden, ImportFailed, InvalidInput, NotFound, UnreadableFile
 from bastion.signals import Signal
 from bastion.storage.db import Database
-from bastion.storage.models import Bank, BankChange, BankEntry, BankSignal, ImportRun, lookup_key, utcnow
+from bastion.storage.models import (
+    Bank,
+    BankChange,
+    BankEntry,
+    BankShare,
+    BankSignal,
+    ImportRun,
+    Organisation,
+    lookup_key,
+    utcnow,
+)
 
 BANK_KINDS = ("block", "allow")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -50,10 +67,16 @@ class BankInfo:
     entries: int = 0
     enabled_entries: int = 0
     signals: int = 0
+    organisation_id: int | None = None  # the owner; None for an operator's bank
+    owner: str | None = None  # the owner's name
+    # How the service's organisation holds it: "owner", "shared" (read only) or "operator" (an unscoped service).
+    access: str = "operator"
+    shared_with: list[str] = field(default_factory=list)  # organisation names; empty for a sharee
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        out["shared_with"] = list(self.shared_with)
         return out
 
 
@@ -102,7 +125,14 @@ class AddFilesReport:
     failed: list[FileOutcome] = field(default_factory=list)
 
 
-def _bank_info(bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
+def _bank_info(
+    bank: Bank,
+    counts: dict[str, int] | None = None,
+    *,
+    owner: str | None = None,
+    access: str = "operator",
+    shared_with: list[str] | None = None,
+) -> BankInfo:
     return BankInfo(
         bank.id,
         bank.name,
@@ -112,6 +142,10 @@ def _bank_info(bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
         bank.created_at,
         bank.created_by,
         **(counts or {}),
+        organisation_id=bank.organisation_id,
+        owner=owner,
+        access=access,
+        shared_with=list(shared_with or []) if access != "shared" else [],
     )
 
 
@@ -132,24 +166,163 @@ def _entry_info(entry: BankEntry, bank_name: str, signals: Sequence[BankSignal])
 
 
 class BankService:
-    """Bank operations over one :class:`~bastion.storage.db.Database`; every method is one transaction."""
+    """Bank operations over one :class:`~bastion.storage.db.Database`; every method is one transaction.
 
-    def __init__(self, db: Database, actor: str = "cli") -> None:
+    ``organisation_id`` scopes the service to one organisation (the API's caller): it sees only the banks that
+    organisation owns or is shared, and changes only those it owns (see the module's docstring). Without it the
+    service is the operator's and sees everything.
+    """
+
+    def __init__(self, db: Database, actor: str = "cli", *, organisation_id: int | None = None) -> None:
         self.db = db
         self.actor = actor  # who the audit log names: "cli", "api-key:<id>", a user
+        self.organisation_id = organisation_id
 
-    def _audit(self, s: Session, action: str, target: str, **details: Any) -> None:
-        audit.append(s, self.actor, action, target, details)
+    def _audit(self, s: Session, action: str, target: str, *, owner: int | None = None, **details: Any) -> None:
+        """One audit record; ``owner`` (the bank's organisation) files it under that organisation."""
+        audit.append(s, self.actor, action, target, details, owner)
 
-    # -- banks ----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _bank(s: Session, name: str) -> Bank:
+    # -- tenancy --------------------------------------------------------------------------------------------------
+    def _access(self, s: Session, bank: Bank) -> str | None:
+        """How this service's organisation holds ``bank``: "operator", "owner", "shared", or None (not at all)."""
+        if self.organisation_id is None:
+            return "operator"
+        if bank.organisation_id == self.organisation_id:
+            return "owner"
+        shared = s.scalar(
+            select(BankShare.bank_id).where(
+                BankShare.bank_id == bank.id, BankShare.organisation_id == self.organisation_id
+            )
+        )
+        return "shared" if shared is not None else None
+
+    def _bank(self, s: Session, name: str, *, write: bool = False) -> Bank:
+        """The bank named ``name`` as this service may use it: NotFound when it does not exist or is not visible
+        (the same error either way), Forbidden ``bank_read_only`` when ``write`` and it is only shared."""
         bank = s.scalar(select(Bank).where(Bank.name == name))
-        if bank is None:
+        access = None if bank is None else self._access(s, bank)
+        if bank is None or access is None:
             raise NotFound(f"no bank named {name!r}", bank=name)
+        if write and access == "shared":
+            raise Forbidden(
+                f"bank {name!r} is shared with your organisation read only: only its owner can change it",
+                code="bank_read_only",
+                bank=name,
+            )
         return bank
 
-    def create_bank(self, name: str, kind: str = "block", description: str = "", created_by: str = "") -> BankInfo:
+    def _info(self, s: Session, bank: Bank, counts: dict[str, int] | None = None) -> BankInfo:
+        owner = None
+        if bank.organisation_id is not None:
+            owner = s.scalar(select(Organisation.name).where(Organisation.id == bank.organisation_id))
+        shared_with = list(
+            s.scalars(
+                select(Organisation.name)
+                .join(BankShare, BankShare.organisation_id == Organisation.id)
+                .where(BankShare.bank_id == bank.id)
+                .order_by(Organisation.name)
+            )
+        )
+        return _bank_info(bank, counts, owner=owner, access=self._access(s, bank) or "", shared_with=shared_with)
+
+    @staticmethod
+    def _organisation(s: Session, ref: int | str) -> Organisation:
+        """An organisation by id (int) or name (str; a name of digits only falls back to the id)."""
+        org = None
+        if isinstance(ref, int):
+            org = s.get(Organisation, ref)
+        elif isinstance(ref, str):
+            org = s.scalar(select(Organisation).where(Organisation.name == ref))
+            if org is None and ref.isdigit():
+                org = s.get(Organisation, int(ref))
+        if org is None:
+            raise NotFound(f"no organisation {ref!r}", code="organisation_not_found", organisation=str(ref))
+        return org
+
+    @staticmethod
+    def _visible(organisation_id: int) -> Any:
+        """A WHERE clause: banks ``organisation_id`` owns or is shared."""
+        shared = select(BankShare.bank_id).where(BankShare.organisation_id == organisation_id)
+        return (Bank.organisation_id == organisation_id) | Bank.id.in_(shared)
+
+    def visible_bank_ids(self, organisation_id: int) -> list[int]:
+        """Ids of the banks ``organisation_id`` owns or is shared, enabled or not (the matcher skips disabled
+        ones): pass them to :meth:`bastion.matching.matcher.Matcher.match` as ``bank_ids``."""
+        with self.db.session() as s:
+            return list(s.scalars(select(Bank.id).where(self._visible(organisation_id)).order_by(Bank.id)))
+
+    def share_bank(self, name: str, organisation: int | str) -> BankInfo:
+        """Share bank ``name`` with ``organisation`` (id or name), read only. Its owner or the operator only;
+        sharing again changes nothing."""
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            bank = self._bank(s, name, write=True)
+            org = self._organisation(s, organisation)
+            if org.id == bank.organisation_id:
+                raise InvalidInput(f"organisation {org.name!r} owns bank {name!r}", code="share_with_owner")
+            exists = s.get(BankShare, (bank.id, org.id))
+            if exists is None:
+                s.add(BankShare(bank_id=bank.id, organisation_id=org.id, created_at=utcnow(), created_by=self.actor))
+                s.flush()
+                self._audit(s, "bank_shared", f"bank:{name}", owner=bank.organisation_id, organisation=org.name)
+            return self._info(s, bank, self._counts(s, [bank.id]).get(bank.id))
+
+    def unshare_bank(self, name: str, organisation: int | str) -> BankInfo:
+        """Stop sharing bank ``name`` with ``organisation``; NotFound ``not_shared`` when it was not shared."""
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            bank = self._bank(s, name, write=True)
+            org = self._organisation(s, organisation)
+            share = s.get(BankShare, (bank.id, org.id))
+            if share is None:
+                raise NotFound(
+                    f"bank {name!r} is not shared with {org.name!r}", code="not_shared", organisation=org.name
+                )
+            s.delete(share)
+            s.flush()
+            self._audit(s, "bank_unshared", f"bank:{name}", owner=bank.organisation_id, organisation=org.name)
+            return self._info(s, bank, self._counts(s, [bank.id]).get(bank.id))
+
+    def set_owner(self, name: str, organisation: int | str | None) -> BankInfo:
+        """Give bank ``name`` to ``organisation`` (None: back to the operator). The operator only (the CLI). A share
+        with the new owner is dropped: it owns the bank now."""
+        if self.organisation_id is not None:
+            raise Forbidden("only the operator can change a bank's owner", code="owner_change_forbidden")
+        with self.db.session() as s:
+            lock_bank_writes(s)
+            bank = self._bank(s, name, write=True)
+            org = None if organisation is None else self._organisation(s, organisation)
+            new_id = None if org is None else org.id
+            if bank.organisation_id != new_id:
+                previous = bank.organisation_id
+                bank.organisation_id = new_id
+                if new_id is not None:
+                    s.execute(
+                        delete(BankShare).where(BankShare.bank_id == bank.id, BankShare.organisation_id == new_id)
+                    )
+                s.flush()
+                self._audit(
+                    s,
+                    "bank_owner_changed",
+                    f"bank:{name}",
+                    owner=new_id,
+                    organisation=org.name if org else None,
+                    previous_organisation_id=previous,
+                )
+            return self._info(s, bank, self._counts(s, [bank.id]).get(bank.id))
+
+    # -- banks ----------------------------------------------------------------------------------------------------
+    def create_bank(
+        self,
+        name: str,
+        kind: str = "block",
+        description: str = "",
+        created_by: str = "",
+        *,
+        organisation_id: int | None = None,
+    ) -> BankInfo:
+        """A new, empty bank owned by ``organisation_id`` (default: the service's organisation; None and an
+        unscoped service: an operator's bank, which no organisation sees until it is given an owner or shared)."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise InvalidInput(
                 f"bank name {name!r} is not allowed: 1-100 characters A-Z a-z 0-9 _ . -, starting with a letter or "
@@ -158,9 +331,15 @@ class BankService:
             )
         if kind not in BANK_KINDS:
             raise InvalidInput(f"bank kind {kind!r} is not one of {', '.join(BANK_KINDS)}", code="invalid_bank_kind")
+        owner = self.organisation_id if organisation_id is None else organisation_id
+        if self.organisation_id is not None and owner != self.organisation_id:
+            raise Forbidden("an organisation creates banks only for itself", code="owner_change_forbidden")
         with self.db.session() as s:
             lock_bank_writes(s)
+            if owner is not None:
+                self._organisation(s, owner)
             if s.scalar(select(Bank.id).where(Bank.name == name)) is not None:
+                # Names are unique across organisations: the name is taken, whoever holds it.
                 raise Conflict(f"a bank named {name!r} already exists", code="bank_exists", bank=name)
             bank = Bank(
                 name=name,
@@ -169,11 +348,12 @@ class BankService:
                 created_by=created_by or "",
                 enabled=True,
                 created_at=utcnow(),
+                organisation_id=owner,
             )
             s.add(bank)
             s.flush()
-            self._audit(s, "bank_created", f"bank:{name}", kind=kind, description=bank.description)
-            return _bank_info(bank)
+            self._audit(s, "bank_created", f"bank:{name}", owner=owner, kind=kind, description=bank.description)
+            return self._info(s, bank)
 
     def _counts(self, s: Session, bank_ids: list[int] | None = None) -> dict[int, dict[str, int]]:
         entries = select(BankEntry.bank_id, func.count(), func.count().filter(BankEntry.enabled.is_(True))).group_by(
@@ -192,36 +372,67 @@ class BankService:
         return out
 
     def list_banks(self) -> list[BankInfo]:
-        """Every bank with its entry and signal counts, by name."""
+        """Every bank this service sees (all of them, or an organisation's own and shared ones) with its entry and
+        signal counts, by name."""
         with self.db.session() as s:
-            banks = s.scalars(select(Bank).order_by(Bank.name)).all()
+            q = select(Bank).order_by(Bank.name)
+            if self.organisation_id is not None:
+                q = q.where(self._visible(self.organisation_id))
+            banks = s.scalars(q).all()
             counts = self._counts(s)
-            return [_bank_info(b, counts.get(b.id)) for b in banks]
+            names: dict[int, str] = {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
+            shares: dict[int, list[str]] = {}
+            for bank_id, org_name in s.execute(
+                select(BankShare.bank_id, Organisation.name)
+                .join(Organisation, Organisation.id == BankShare.organisation_id)
+                .order_by(Organisation.name)
+            ):
+                shares.setdefault(bank_id, []).append(org_name)
+            out = []
+            for b in banks:
+                if self.organisation_id is None:
+                    access = "operator"
+                else:
+                    access = "owner" if b.organisation_id == self.organisation_id else "shared"
+                out.append(
+                    _bank_info(
+                        b,
+                        counts.get(b.id),
+                        owner=names.get(b.organisation_id) if b.organisation_id is not None else None,
+                        access=access,
+                        shared_with=shares.get(b.id),
+                    )
+                )
+            return out
 
-    def get_bank(self, name: str) -> BankInfo:
+    def get_bank(self, name: str, *, writable: bool = False) -> BankInfo:
+        """One bank; with ``writable``, Forbidden ``bank_read_only`` unless this service may change it."""
         with self.db.session() as s:
-            bank = self._bank(s, name)
-            return _bank_info(bank, self._counts(s, [bank.id]).get(bank.id))
+            bank = self._bank(s, name, write=writable)
+            return self._info(s, bank, self._counts(s, [bank.id]).get(bank.id))
 
     def set_bank_enabled(self, name: str, enabled: bool) -> BankInfo:
         with self.db.session() as s:
             lock_bank_writes(s)
-            bank = self._bank(s, name)
+            bank = self._bank(s, name, write=True)
             if bank.enabled != enabled:
                 bank.enabled = enabled
                 s.add(BankChange(kind="bank_enabled" if enabled else "bank_disabled", bank_id=bank.id, at=utcnow()))
-                self._audit(s, "bank_enabled" if enabled else "bank_disabled", f"bank:{name}")
+                self._audit(
+                    s, "bank_enabled" if enabled else "bank_disabled", f"bank:{name}", owner=bank.organisation_id
+                )
             s.flush()
-            return _bank_info(bank, self._counts(s, [bank.id]).get(bank.id))
+            return self._info(s, bank, self._counts(s, [bank.id]).get(bank.id))
 
     def delete_bank(self, name: str) -> None:
-        """Delete a bank with all its entries, signals and import records."""
+        """Delete a bank with all its entries, signals, shares and import records."""
         with self.db.session() as s:
             lock_bank_writes(s)
-            bank = self._bank(s, name)
+            bank = self._bank(s, name, write=True)
             s.add(BankChange(kind="bank_deleted", bank_id=bank.id, at=utcnow()))
             entries = s.scalar(select(func.count()).select_from(BankEntry).where(BankEntry.bank_id == bank.id))
-            self._audit(s, "bank_deleted", f"bank:{name}", entries=entries)
+            self._audit(s, "bank_deleted", f"bank:{name}", owner=bank.organisation_id, entries=entries)
+            s.execute(delete(BankShare).where(BankShare.bank_id == bank.id))
             s.execute(delete(BankSignal).where(BankSignal.bank_id == bank.id))
             s.execute(delete(BankEntry).where(BankEntry.bank_id == bank.id))
             s.execute(delete(ImportRun).where(ImportRun.bank_id == bank.id))
@@ -251,7 +462,7 @@ class BankService:
             raise InvalidInput("an entry needs at least one signal", code="no_signals")
         with self.db.session() as s:
             lock_bank_writes(s)
-            b = self._bank(s, bank)
+            b = self._bank(s, bank, write=True)
             existing = self._find(s, b.id, [(t, v) for t, v, _ in canon.values()])
             if existing is not None:
                 raise Conflict(
@@ -277,7 +488,12 @@ class BankService:
             s.add_all(rows)
             s.flush()
             self._audit(
-                s, "entry_added", f"entry:{entry.id}", bank=b.name, signals=sorted({r.signal_type for r in rows})
+                s,
+                "entry_added",
+                f"entry:{entry.id}",
+                owner=b.organisation_id,
+                bank=b.name,
+                signals=sorted({r.signal_type for r in rows}),
             )
             return _entry_info(entry, b.name, rows)
 
@@ -314,7 +530,7 @@ class BankService:
         """Hash each file and bank it; a file with no usable signal (or unreadable) is reported, not banked."""
         normalize_labels(labels)
         normalize_source(source)
-        self.get_bank(bank)  # NotFound before hashing anything
+        self.get_bank(bank, writable=True)  # NotFound (or bank_read_only) before hashing anything
         report = AddFilesReport()
         for path in paths:
             outcome = FileOutcome(str(path), "failed")
@@ -347,16 +563,19 @@ class BankService:
                 report.failed.append(outcome)
         return report
 
-    def _entry(self, s: Session, entry_id: int) -> BankEntry:
+    def _entry(self, s: Session, entry_id: int, *, write: bool = False) -> tuple[BankEntry, Bank]:
+        """An entry and its bank, as this service may use them (an entry of a bank it cannot see is not found)."""
         entry = s.get(BankEntry, entry_id)
-        if entry is None:
+        bank = None if entry is None else s.get(Bank, entry.bank_id)
+        if entry is None or bank is None or self._access(s, bank) is None:
             raise NotFound(f"no bank entry {entry_id}", entry_id=entry_id)
-        return entry
+        self._bank(s, bank.name, write=write)  # bank_read_only for a sharee's change
+        return entry, bank
 
     def set_entry_enabled(self, entry_id: int, enabled: bool) -> EntryInfo:
         with self.db.session() as s:
             lock_bank_writes(s)
-            entry = self._entry(s, entry_id)
+            entry, bank = self._entry(s, entry_id, write=True)
             if entry.enabled != enabled:
                 s.execute(update(BankEntry).where(BankEntry.id == entry_id).values(enabled=enabled))
                 s.add(
@@ -368,7 +587,11 @@ class BankService:
                     )
                 )
                 self._audit(
-                    s, "entry_enabled" if enabled else "entry_disabled", f"entry:{entry_id}", bank_id=entry.bank_id
+                    s,
+                    "entry_enabled" if enabled else "entry_disabled",
+                    f"entry:{entry_id}",
+                    owner=bank.organisation_id,
+                    bank_id=entry.bank_id,
                 )
                 s.flush()
                 s.refresh(entry)
@@ -377,9 +600,9 @@ class BankService:
     def delete_entry(self, entry_id: int) -> None:
         with self.db.session() as s:
             lock_bank_writes(s)
-            entry = self._entry(s, entry_id)
+            entry, bank = self._entry(s, entry_id, write=True)
             s.add(BankChange(kind="entry_deleted", bank_id=entry.bank_id, entry_id=entry_id, at=utcnow()))
-            self._audit(s, "entry_deleted", f"entry:{entry_id}", bank_id=entry.bank_id)
+            self._audit(s, "entry_deleted", f"entry:{entry_id}", owner=bank.organisation_id, bank_id=entry.bank_id)
             s.execute(delete(BankSignal).where(BankSignal.entry_id == entry_id))
             s.execute(delete(BankEntry).where(BankEntry.id == entry_id))
 
@@ -390,7 +613,7 @@ class BankService:
 
     def get_entry(self, entry_id: int) -> EntryInfo:
         with self.db.session() as s:
-            return self._entry_with_signals(s, self._entry(s, entry_id))
+            return self._entry_with_signals(s, self._entry(s, entry_id)[0])
 
     def list_entries(
         self, bank: str, *, limit: int | None = 100, offset: int = 0, include_disabled: bool = True
@@ -428,7 +651,7 @@ class BankService:
         result = ImportResult(bank, fmt, source_name)
         with self.db.session() as s:
             lock_bank_writes(s)
-            b = self._bank(s, bank)
+            b = self._bank(s, bank, write=True)
             run = ImportRun(bank_id=b.id, format=fmt, source_name=source_name[:2000], started_at=utcnow())
             s.add(run)
             s.flush()
@@ -451,6 +674,7 @@ class BankService:
                 s,
                 "bank_imported",
                 f"bank:{bank}",
+                owner=b.organisation_id,
                 format=fmt,
                 source_name=source_name[:200],
                 run_id=run.id,
@@ -546,6 +770,12 @@ class BankService:
         )
         with self.db.session() as s:  # after the fact: an export changes nothing, the record says it happened
             self._audit(
-                s, "bank_exported", f"bank:{bank}", format=fmt, signals=written, include_disabled=include_disabled
+                s,
+                "bank_exported",
+                f"bank:{bank}",
+                owner=info.organisation_id,
+                format=fmt,
+                signals=written,
+                include_disabled=include_disabled,
             )
         return written
