@@ -53,20 +53,28 @@ def prepare_uploads(folder: Path, unrelated: int = 4) -> dict[str, str]:
     return truth
 
 
-def seed_demo_bank(db: Database, *, replace: bool = False, actor: str = "bastion demo") -> int:
+def seed_demo_bank(
+    db: Database, *, replace: bool = False, actor: str = "bastion demo", organisation: str | None = None
+) -> int:
     """Bank the bundled sample images in ``DEMO_BANK``; returns how many were newly banked.
 
-    ``replace`` starts the bank afresh (``bastion demo``); otherwise an existing bank is kept and samples already in
-    it are reported by add_files as already banked, not duplicated (``bastion serve --demo`` on every start).
+    ``replace`` starts the bank afresh (``bastion demo``; it keeps the bank's owner); otherwise an existing bank is
+    kept and samples already in it are reported by add_files as already banked, not duplicated (``bastion serve
+    --demo`` on every start). ``organisation`` (a name) owns the bank: an existing bank with no owner is given to it.
+    Without it the bank is created as an operator's bank (the demo's matcher matches every bank).
     """
-    service = BankService(db)
+    service = BankService(db, actor)
+    owner = organisation
     if replace:
         with contextlib.suppress(NotFound):
+            owner = owner or service.get_bank(DEMO_BANK).owner
             service.delete_bank(DEMO_BANK)
     with contextlib.suppress(Conflict):  # kept from an earlier start, or created concurrently
         service.create_bank(
             DEMO_BANK, description="Bundled benign sample images standing in for known content", created_by=actor
         )
+    if owner is not None and service.get_bank(DEMO_BANK).owner is None:
+        service.set_owner(DEMO_BANK, owner)
     report = service.add_files(
         DEMO_BANK,
         sample_images(),

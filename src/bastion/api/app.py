@@ -17,9 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion import __version__
 from bastion.accounts.service import AccountService, Principal
+from bastion.api.content import install_content
 from bastion.api.deps import DB, CurrentPrincipal, require_scope
 from bastion.api.hma import add_hma_routes
 from bastion.api.ops import install_ops
+from bastion.api.webhooks import add_webhook_routes
 from bastion.banks.service import BankService
 from bastion.errors import BastionError
 from bastion.settings import Settings
@@ -60,6 +62,10 @@ class CreateKeyRequest(BaseModel):
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
 
+class ShareRequest(BaseModel):
+    organisation: str = Field(min_length=1, max_length=100, description="The organisation's name.")
+
+
 # Each route's scope is declared once, as a RequireScope dependency (tests read it from the routes).
 Admin = Annotated[Principal, Depends(require_scope("admin"))]
 Curator = Annotated[Principal, Depends(require_scope("curate"))]
@@ -84,13 +90,23 @@ def _add_v1_routes(r: FastAPI) -> None:
         }
 
     @r.get("/v1/banks")
-    def list_banks(db: DB, _: Curator) -> dict[str, Any]:
-        """Every bank.
+    def list_banks(db: DB, principal: Curator) -> dict[str, Any]:
+        """The banks the caller's organisation owns (``access: "owner"``, with ``shared_with``) or was shared
+        (``access: "shared"``, read only). Other organisations' banks and operator banks are not listed."""
+        svc = BankService(db, organisation_id=principal.organisation_id)
+        return {"banks": [b.to_dict() for b in svc.list_banks()]}
 
-        TODO(issue 3, tenant isolation): banks are not yet owned by an organisation, so every curator sees every
-        bank. Banks get an owner and explicit sharing in the tenant-isolation part of issue 3.
-        """
-        return {"banks": [b.to_dict() for b in BankService(db).list_banks()]}
+    @r.post("/v1/banks/{bank_name}/shares", status_code=201)
+    def share_bank(bank_name: str, body: ShareRequest, db: DB, principal: Curator) -> dict[str, Any]:
+        """Share one of the caller's banks, read only, with another organisation (by name); idempotent."""
+        svc = BankService(db, f"api-key:{principal.key_id}", organisation_id=principal.organisation_id)
+        return {"bank": svc.share_bank(bank_name, body.organisation).to_dict()}
+
+    @r.delete("/v1/banks/{bank_name}/shares/{organisation}")
+    def unshare_bank(bank_name: str, organisation: str, db: DB, principal: Curator) -> dict[str, Any]:
+        """Stop sharing one of the caller's banks with an organisation (404 ``not_shared`` when it was not)."""
+        svc = BankService(db, f"api-key:{principal.key_id}", organisation_id=principal.organisation_id)
+        return {"bank": svc.unshare_bank(bank_name, organisation).to_dict()}
 
     @r.get("/v1/keys")
     def list_keys(db: DB, principal: Admin) -> dict[str, Any]:
@@ -123,5 +139,7 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     _add_v1_routes(app)
     add_hma_routes(app)  # HMA-compatible /status, /h, /m, /c (issue 3 §9)
+    add_webhook_routes(app)  # /v1/webhooks (issue 3 §6)
     install_ops(app)  # /healthz, /readyz, /metrics, request ids
+    install_content(app)  # POST/GET /v1/content, /v1/organisation (issue 3 §3); after install_ops (metrics)
     return app

@@ -20,6 +20,12 @@ Covered (HMA route -> Bastion behaviour):
   ``{"name", "matching_enabled_ratio"}``; ``POST /c/bank/{name}/signal`` ``{signal_type: value}`` and
   ``POST /c/bank/{name}/content`` (multipart file) -> ``{"id", "signals"}``.
 
+Tenancy: a bank created through ``POST /c/banks`` belongs to the caller's organisation. Every route sees only the
+banks the caller's organisation owns or was shared (another organisation's bank answers 404, as a missing one
+would); a shared bank can be read and matched but not changed (403 ``bank_read_only``). Lookups match only the
+caller's banks. Bank names are unique across organisations (HMA's routes name banks), so creating a bank under a
+name another organisation holds answers 409 ``bank_exists``.
+
 Not covered or different: HMA's ``seed``/``bypass_coinflip`` (Bastion banks are on or off, so
 ``matching_enabled_ratio`` is only 0 or 1 and other values are refused); bank renames via PUT; the ``metadata``
 of added content; ``DELETE /c/bank/{name}/content/{id}``, exchanges, signal-type and index-status routes; HMA's
@@ -92,10 +98,12 @@ def _matcher(request: Request) -> Matcher:
     return matcher
 
 
-def _match(request: Request, sigs: Iterable[Signal]) -> tuple[list[Match], list[Match]]:
-    """(block matches, every match including allow-list and suppressed ones), under the app's matcher lock."""
+def _match(request: Request, principal: Principal, sigs: Iterable[Signal]) -> tuple[list[Match], list[Match]]:
+    """(block matches, every match including allow-list and suppressed ones) against the banks the caller's
+    organisation owns or was shared, under the app's matcher lock."""
+    bank_ids = BankService(request.app.state.db).visible_bank_ids(principal.organisation_id)
     with request.app.state.hma_lock:
-        result = _matcher(request).match(sigs)
+        result = _matcher(request).match(sigs, bank_ids=bank_ids)
     return result.matches, result.matches + result.suppressed + result.allowed_by
 
 
@@ -164,9 +172,13 @@ class BankRequest(BaseModel):
     enabled_ratio: float | None = None
 
 
+def _service(db: Any, principal: Principal) -> BankService:
+    """The bank service acting for the caller's organisation (it sees only that organisation's banks)."""
+    return BankService(db, f"api-key:{principal.key_id}", organisation_id=principal.organisation_id)
+
+
 def _add_signals(db: Any, principal: Principal, bank: str, sigs: list[Signal], content_type: str | None) -> dict:
-    svc = BankService(db, f"api-key:{principal.key_id}")
-    svc.get_bank(bank)  # unknown bank -> 404 before anything else
+    svc = _service(db, principal)
     entry = svc.add_entry(bank, sigs, added_by=f"api-key:{principal.key_id}", content_type=content_type)
     return {"id": entry.id, "signals": {s.type: s.value for s in entry.signals}}
 
@@ -198,13 +210,13 @@ def add_hma_routes(r: FastAPI) -> None:
     @r.get("/m/raw_lookup")
     def raw_lookup(
         request: Request,
-        _: Submitter,
+        principal: Submitter,
         signal_type: str | None = None,
         signal: str | None = None,
         include_distance: bool = False,
         banks: str | None = None,
     ) -> dict[str, Any]:
-        _, every = _match(request, [_query_signal(signal_type, signal)])
+        _, every = _match(request, principal, [_query_signal(signal_type, signal)])
         found = [m for ms in _by_bank(every, _banks(banks)).values() for m in ms]
         found.sort(key=lambda m: m["bank_content_id"])
         if include_distance:
@@ -214,21 +226,21 @@ def add_hma_routes(r: FastAPI) -> None:
     @r.get("/m/lookup")
     def lookup_get(
         request: Request,
-        _: Submitter,
+        principal: Submitter,
         signal_type: str | None = None,
         signal: str | None = None,
         url: str | None = None,
         banks: str | None = None,
     ) -> dict[str, Any]:
         _url_fetch(url)
-        blocks, _every = _match(request, [_query_signal(signal_type, signal)])
+        blocks, _every = _match(request, principal, [_query_signal(signal_type, signal)])
         return _by_bank(blocks, _banks(banks))
 
     @r.post("/m/lookup")
-    async def lookup_post(request: Request, _: Submitter, banks: str | None = None) -> dict[str, Any]:
+    async def lookup_post(request: Request, principal: Submitter, banks: str | None = None) -> dict[str, Any]:
         field, data = await _upload(request)
         sigs = await run_in_threadpool(_hash, request, field, data)
-        blocks, _every = await run_in_threadpool(_match, request, sigs)
+        blocks, _every = await run_in_threadpool(_match, request, principal, sigs)
         wanted = _banks(banks)
         return {
             t: _by_bank([m for m in blocks if m.signal_type == t], wanted) for t in dict.fromkeys(s.type for s in sigs)
@@ -248,29 +260,28 @@ def add_hma_routes(r: FastAPI) -> None:
 
     # -- curation -----------------------------------------------------------------------------------------------
     @r.get("/c/banks")
-    def banks_index(db: DB, _: Curator) -> list[dict[str, Any]]:
-        return [_bank_shape(b) for b in BankService(db).list_banks()]
+    def banks_index(db: DB, principal: Curator) -> list[dict[str, Any]]:
+        return [_bank_shape(b) for b in _service(db, principal).list_banks()]
 
     @r.post("/c/banks", status_code=201)
     def bank_create(body: BankRequest, db: DB, principal: Curator) -> dict[str, Any]:
         if not body.name:
             raise InvalidInput("name is required", code="missing_parameter")
         enabled = _enabled_from(body.enabled, body.enabled_ratio)
-        actor = f"api-key:{principal.key_id}"
-        svc = BankService(db, actor)
-        bank = svc.create_bank(body.name, created_by=actor)
+        svc = _service(db, principal)
+        bank = svc.create_bank(body.name, created_by=svc.actor)
         if enabled is False:
             bank = svc.set_bank_enabled(body.name, False)
         return _bank_shape(bank)
 
     @r.get("/c/bank/{bank_name}")
-    def bank_show(bank_name: str, db: DB, _: Curator) -> dict[str, Any]:
-        return _bank_shape(BankService(db).get_bank(bank_name))
+    def bank_show(bank_name: str, db: DB, principal: Curator) -> dict[str, Any]:
+        return _bank_shape(_service(db, principal).get_bank(bank_name))
 
     @r.put("/c/bank/{bank_name}")
     def bank_update(bank_name: str, body: BankRequest, db: DB, principal: Curator) -> dict[str, Any]:
-        svc = BankService(db, f"api-key:{principal.key_id}")
-        bank = svc.get_bank(bank_name)
+        svc = _service(db, principal)
+        bank = svc.get_bank(bank_name, writable=True)
         if body.name is not None and body.name != bank_name:
             raise InvalidInput("renaming banks is not supported", code="rename_unsupported")
         enabled = _enabled_from(body.enabled, body.enabled_ratio)
@@ -280,12 +291,12 @@ def add_hma_routes(r: FastAPI) -> None:
 
     @r.delete("/c/bank/{bank_name}")
     def bank_delete(bank_name: str, db: DB, principal: Curator) -> dict[str, str]:
-        BankService(db, f"api-key:{principal.key_id}").delete_bank(bank_name)
+        _service(db, principal).delete_bank(bank_name)
         return {"message": "Done"}
 
     @r.post("/c/bank/{bank_name}/signal")
     def bank_add_signal(bank_name: str, body: dict[str, Any], db: DB, principal: Curator) -> dict[str, Any]:
-        BankService(db).get_bank(bank_name)
+        _service(db, principal).get_bank(bank_name, writable=True)  # 404 / bank_read_only before anything else
         if not body:
             raise InvalidInput("no signals given", code="no_signals")
         sigs = []
@@ -299,7 +310,7 @@ def add_hma_routes(r: FastAPI) -> None:
     async def bank_add_content(
         bank_name: str, request: Request, db: DB, principal: Curator, url: str | None = None
     ) -> dict[str, Any]:
-        await run_in_threadpool(BankService(db).get_bank, bank_name)
+        await run_in_threadpool(lambda: _service(db, principal).get_bank(bank_name, writable=True))
         _url_fetch(url)
         field, data = await _upload(request)
         sigs = registry.usable(await run_in_threadpool(_hash, request, field, data))

@@ -1,5 +1,9 @@
 """``bastion bank``: create banks, fill them from files or hash lists, switch entries off, export them.
 
+The CLI is the operator's: it sees and changes every bank. A bank created without ``--organisation`` is an operator's
+bank, which no organisation sees or matches against until it gets an owner (``bank owner``) or is shared
+(``bank share``). Bank names are unique across organisations.
+
 Every command opens the configured database (``BASTION_DATABASE_URL`` or SQLite in ``BASTION_DATA_DIR``) and
 reports failures as ``error[<code>]: message`` with the error's exit code (see :mod:`bastion.cli._common`).
 """
@@ -50,10 +54,26 @@ def create(
         str, typer.Option("--kind", help="block (act on matches) or allow (known false positives).")
     ] = "block",
     description: Annotated[str, typer.Option("--description", "-d")] = "",
+    organisation: Annotated[
+        str | None,
+        typer.Option("--organisation", "--org", help="The owning organisation (default: none, an operator's bank)."),
+    ] = None,
 ) -> None:
     """Create an empty bank."""
-    bank = _service().create_bank(name, kind=kind, description=description, created_by=_user())
-    typer.echo(f"created {bank.kind} bank '{bank.name}'")
+    service = _service()
+    owner = _organisation_id(service, organisation) if organisation is not None else None
+    bank = service.create_bank(name, kind=kind, description=description, created_by=_user(), organisation_id=owner)
+    typer.echo(f"created {bank.kind} bank '{bank.name}'" + (f" owned by '{bank.owner}'" if bank.owner else ""))
+
+
+def _organisation_id(service: Any, organisation: str) -> int:
+    from bastion.accounts.service import AccountService
+
+    return AccountService(service.db).get_organisation(organisation).id
+
+
+def _owner(b: Any) -> str:
+    return b.owner or "-"
 
 
 @app.command("list")
@@ -67,11 +87,13 @@ def list_banks(as_json: Annotated[bool, typer.Option("--json", help="JSON array.
     if not banks:
         typer.echo("no banks")
         return
-    typer.echo(f"{'NAME':<30} {'KIND':<6} {'STATE':<9} {'ENTRIES':>9} {'DISABLED':>9} {'SIGNALS':>9}")
+    header = f"{'NAME':<30} {'KIND':<6} {'STATE':<9} {'ENTRIES':>9} {'DISABLED':>9} {'SIGNALS':>9}"
+    typer.echo(f"{header}  {'OWNER':<20} SHARED WITH")
     for b in banks:
         state = "enabled" if b.enabled else "disabled"
         typer.echo(
-            f"{b.name:<30} {b.kind:<6} {state:<9} {b.entries:>9} {b.entries - b.enabled_entries:>9} {b.signals:>9}"
+            f"{b.name:<30} {b.kind:<6} {state:<9} {b.entries:>9} {b.entries - b.enabled_entries:>9} {b.signals:>9}  "
+            f"{_owner(b):<20} {', '.join(b.shared_with) or '-'}"
         )
 
 
@@ -93,6 +115,10 @@ def show(
         typer.echo(_dumps(out))
         return
     typer.echo(f"bank '{bank.name}' ({bank.kind}, {'enabled' if bank.enabled else 'disabled'})")
+    typer.echo(
+        f"  owner: {bank.owner or '- (operator bank: no organisation matches it)'}; "
+        f"shared with: {', '.join(bank.shared_with) or '-'}"
+    )
     if bank.description:
         typer.echo(f"  {bank.description}")
     typer.echo(
@@ -150,6 +176,42 @@ def delete(
             fail("not deleted", code="cancelled", exit_code=1)
     service.delete_bank(name)
     typer.echo(f"deleted bank '{name}'")
+
+
+@app.command()
+@handle_errors
+def share(
+    name: str,
+    organisation: Annotated[str, typer.Option("--with", help="The organisation to share the bank with (read only).")],
+) -> None:
+    """Let another organisation see and match against a bank (it cannot change it)."""
+    bank = _service().share_bank(name, organisation)
+    typer.echo(f"bank '{bank.name}' shared with {', '.join(bank.shared_with)}")
+
+
+@app.command()
+@handle_errors
+def unshare(
+    name: str,
+    organisation: Annotated[str, typer.Option("--with", help="The organisation to stop sharing the bank with.")],
+) -> None:
+    """Stop sharing a bank with an organisation."""
+    bank = _service().unshare_bank(name, organisation)
+    typer.echo(f"bank '{bank.name}' no longer shared with '{organisation}'")
+
+
+@app.command()
+@handle_errors
+def owner(
+    name: str,
+    organisation: Annotated[str | None, typer.Argument(help="The new owning organisation.")] = None,
+    operator: Annotated[bool, typer.Option("--operator", help="Make it an operator's bank again (no owner).")] = False,
+) -> None:
+    """Give a bank to an organisation (it then sees, matches and changes it), or back to the operator."""
+    if (organisation is None) == (not operator):
+        fail("give either ORGANISATION or --operator", code="invalid_arguments", exit_code=2)
+    bank = _service().set_owner(name, None if operator else organisation)
+    typer.echo(f"bank '{bank.name}' now owned by " + (f"'{bank.owner}'" if bank.owner else "the operator"))
 
 
 @app.command()

@@ -187,6 +187,10 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Also seed a demo organisation, its key and a bank of benign samples.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, max=64, help="In-process worker threads (default BASTION_WORKER_THREADS)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (uvicorn). On an empty database, first creates an admin key and prints it once."""
     import uvicorn
@@ -208,10 +212,72 @@ def serve(
         demo_secret = ensure_organisation_key(db, DEMO_ORGANISATION, DEMO_SCOPES, "demo")
         if demo_secret:
             _announce_secret(f"organisation {DEMO_ORGANISATION!r} ({', '.join(DEMO_SCOPES)})", demo_secret)
-        added = seed_demo_bank(db, actor="bastion serve --demo")
+        added = seed_demo_bank(db, actor="bastion serve --demo", organisation=DEMO_ORGANISATION)
         typer.echo(f"Demo bank '{DEMO_BANK}': {added} sample images newly banked.", err=True)
-    # log_config=None: uvicorn's own loggers propagate to the root handler configured above.
-    uvicorn.run(create_app(db, settings), host=host, port=port, log_config=None)
+    api = create_app(db, settings)
+    threads = settings.worker_threads if workers is None else workers
+    stop = None
+    if threads:
+        from bastion.jobs.worker import start_worker_threads
+
+        api.state.live_matcher.start_refresher()
+        stop, _ = start_worker_threads(db, settings, api.state.live_matcher, threads, api.state.pipeline_metrics)
+        typer.echo(f"{threads} in-process worker thread(s) started.", err=True)
+    try:
+        # log_config=None: uvicorn's own loggers propagate to the root handler configured above.
+        uvicorn.run(api, host=host, port=port, log_config=None)
+    finally:
+        if stop is not None:
+            stop.set()
+        api.state.live_matcher.stop_refresher()
+
+
+@app.command()
+@handle_errors
+def worker(
+    threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="Worker threads in this process.")] = 1,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="Log line format.")] = LogFormat.json,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port.")
+    ] = None,
+) -> None:
+    """Run workers only (no HTTP API): decide queued submissions and deliver webhooks until SIGTERM or Ctrl-C.
+
+    Run as many as you need, on as many machines, against one PostgreSQL database (BASTION_DATABASE_URL).
+    """
+    import signal
+    import threading
+
+    from bastion.jobs.worker import start_worker_threads
+    from bastion.logging import configure_logging
+    from bastion.matching.live import LiveMatcher
+    from bastion.settings import get_settings
+
+    configure_logging(log_format.value)
+    db = get_database()
+    settings = get_settings()
+    matcher = LiveMatcher(db, settings)
+    matcher.refresh(force=True)  # load the index before taking work
+    matcher.start_refresher()
+    metrics = None
+    if metrics_port:
+        from prometheus_client import REGISTRY, start_http_server
+
+        from bastion.decisions.metrics import PipelineMetrics
+
+        metrics = PipelineMetrics(REGISTRY)
+        start_http_server(metrics_port)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    stop, pool = start_worker_threads(db, settings, matcher, threads, metrics)
+    typer.echo(f"bastion worker: {threads} thread(s) running; SIGTERM or Ctrl-C stops after the current job.", err=True)
+    while not done.wait(1.0):
+        pass
+    stop.set()
+    for t in pool:
+        t.join(timeout=60)
+    matcher.stop_refresher()
 
 
 def _announce_secret(whom: str, secret: str) -> None:
