@@ -3,7 +3,8 @@
 A server started on an empty database would otherwise have no organisation and no API key, and nothing could call
 it. :func:`ensure_admin` creates the admin organisation and one key with every scope, and hands its plaintext back
 exactly once (only its hash is stored); :func:`ensure_organisation_key` does the same for any named organisation
-(``bastion serve --demo`` uses it for the demo organisation).
+(``bastion serve --demo`` uses it for the demo organisation, which also owns the demo bank: see
+:func:`bastion.demo.seed_demo_bank`, whose ``organisation`` gives an existing unowned demo bank to it).
 """
 
 from __future__ import annotations
