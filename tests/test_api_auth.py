@@ -46,12 +46,55 @@ def _key_of(db: Database, org: str) -> str:
     return str(AccountService(db).create_api_key(org, f"victim-{next(_seq)}", ["submit"])[0].id)
 
 
+def _policy_version_of(db: Database, org: str) -> str:
+    """A stored policy version of ``org``; returns its number (/v1/policy/versions/{version})."""
+    from bastion.policy.engine import default_source
+    from bastion.policy.service import PolicyService
+
+    org_id = AccountService(db).get_organisation(org).id
+    return str(PolicyService(db, "test").set_policy(org_id, default_source() + f"# {next(_seq)}\n").version)
+
+
+def _webhook_of(db: Database, org: str) -> str:
+    """A webhook of ``org``; returns its id (/v1/webhooks/{webhook_id}...)."""
+    from bastion.settings import Settings
+    from bastion.webhooks import WebhookService
+
+    lab = Settings(webhook_allow_http=True, webhook_allow_private=True)  # a loopback URL; nothing is sent here
+    org_id = AccountService(db).get_organisation(org).id
+    return str(WebhookService(db, "test", lab).create(org_id, f"http://127.0.0.1:9/{next(_seq)}")[0].id)
+
+
+def _delivery_of(db: Database, org: str) -> str:
+    """A failed delivery to ``org``'s newest webhook (the one the route's {webhook_id} names); returns its id."""
+    from sqlalchemy import func, select
+
+    from bastion.storage.models import Event, Webhook, WebhookDelivery
+
+    org_id = AccountService(db).get_organisation(org).id
+    with db.session() as s:
+        hook_id = s.scalar(select(func.max(Webhook.id)).where(Webhook.organisation_id == org_id))
+    hook_id = hook_id or int(_webhook_of(db, org))
+    with db.session() as s:
+        event = Event(event_id=f"00000000-0000-4000-8000-{next(_seq):012d}", organisation_id=org_id, type="ping")
+        event.payload = {}
+        s.add(event)
+        s.flush()
+        delivery = WebhookDelivery(event_id=event.id, webhook_id=hook_id, status="failed", attempts=1)
+        s.add(delivery)
+        s.flush()
+        return str(delivery.id)
+
+
 # Path parameter -> factory(db, owner organisation name) -> the path value naming a fresh resource of that owner.
 # A parameter name that means different things on different routes (e.g. "id") is registered per route instead,
 # keyed "<path>:<param>" (e.g. "/v1/webhooks/{id}:id").
 OWNED_BY_ORGANISATION: dict[str, Callable[[Database, str], str]] = {
     "bank_name": _bank_of,
     "key_id": _key_of,
+    "/v1/policy/versions/{version}:version": _policy_version_of,
+    "webhook_id": _webhook_of,
+    "delivery_id": _delivery_of,  # after webhook_id in the route's path: a delivery of that webhook
 }
 # Path parameters that name nothing an organisation owns, with the value to use (the route's other parameters
 # carry the owned resource). "organisation": the organisation a bank is shared with.
@@ -61,8 +104,6 @@ NOT_OWNED_PARAMS: dict[str, Callable[[Database, str], str]] = {
 # Parameters of routes being written concurrently (issue 3) whose factories are not registered yet: their routes are
 # skipped here. Remove a name as soon as its factory is in OWNED_BY_ORGANISATION.
 PENDING_PARAMS: set[str] = {
-    "webhook_id",  # /v1/webhooks/{webhook_id}...
-    "delivery_id",  # /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver
     "content_id",  # /v1/content/{content_id}
 }
 # Bodies for routes whose handler would otherwise refuse the request before it looks the resource up (422).

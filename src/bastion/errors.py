@@ -158,3 +158,11 @@ class UrlFetchTimeout(UrlFetchFailed):
 
 class UrlTooManyRedirects(UrlFetchFailed):
     code = "url_too_many_redirects"
+
+
+class SecretUnreadable(BastionError):
+    """A stored secret cannot be decrypted: BASTION_SECRET_KEY (or data_dir/secret.key) is not the key it was
+    encrypted with. Restore the key, or rotate the secret (webhooks: rotate-secret)."""
+
+    code = "secret_unreadable"
+    http_status = 500

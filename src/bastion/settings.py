@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,31 @@ class Settings(BaseSettings):
     admin_organisation: str = Field(
         default="admin",
         description="Name of the organisation created, with an all-scope API key, on first start of an empty database.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts stored secrets (webhook signing secrets). Unset: one is generated once and "
+        "kept in data_dir/secret.key (mode 0600); deployments with several machines must set it, the same on all.",
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="Accept plain http:// webhook URLs (default: https only). For tests and labs."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses (default: public addresses only, "
+        "checked at registration and again before every delivery). For tests and intranet receivers.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Time limit of each webhook delivery request (connect, send, read)."
+    )
+    webhook_max_attempts: int = Field(
+        default=20, ge=1, le=100, description="A webhook delivery is given up (status failed) after this many attempts."
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=10.0, gt=0, description="First retry delay of a failed webhook delivery; doubled after each attempt."
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest delay between two attempts of a webhook delivery."
     )
 
 

@@ -51,6 +51,7 @@ from bastion.errors import BastionError
 from bastion.logging import request_id_var
 from bastion.storage.db import MIGRATIONS_DIR, Database
 from bastion.storage.models import Bank, BankChange, BankSignal
+from bastion.webhooks import metrics as webhook_metrics
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_BankSignalsCollector(db))
+        webhook_metrics.register(self.registry, db)  # webhook delivery counters and outbox state
 
 
 class OpsMiddleware:
