@@ -1,0 +1,148 @@
+"""The worker loop: decide queued submissions and deliver webhook events.
+
+``bastion worker`` runs it as its own process; ``bastion serve`` runs ``BASTION_WORKER_THREADS`` of them inside the
+API process. Any number of workers, on any number of machines, share one PostgreSQL database: jobs are leased
+(:mod:`bastion.jobs.queue`), and a job's result commits in the same transaction that marks it done, after checking
+the lease, so a worker killed at any instant loses nothing and no submission is decided twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.exc import IntegrityError
+
+from bastion.content import Content
+from bastion.decisions.metrics import PipelineMetrics
+from bastion.decisions.pipeline import DecisionPipeline
+from bastion.errors import BastionError
+from bastion.intake.fetch import fetch_url
+from bastion.intake.service import PROCESS_JOB
+from bastion.jobs.queue import ClaimedJob, JobQueue, LeaseLost
+from bastion.matching.live import LiveMatcher
+from bastion.settings import Settings
+from bastion.storage.db import Database
+from bastion.storage.models import ContentBlob, ContentItem
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_SECONDS = 20.0
+
+
+class Worker:
+    def __init__(self, db: Database, settings: Settings, *, matcher: LiveMatcher | None = None,
+                 name: str | None = None, batch: int = 8, metrics: PipelineMetrics | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.matcher = matcher or LiveMatcher(db, settings)
+        self.queue = JobQueue(db, name)
+        self.pipeline = DecisionPipeline(db, settings, self.matcher, metrics)
+        self.batch = batch
+        self.processed = 0
+
+    @property
+    def name(self) -> str:
+        return self.queue.worker
+
+    # -- one pass -----------------------------------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Claim and run up to ``batch`` jobs, then deliver due webhook events. Returns the work done."""
+        done = 0
+        for job in self.queue.claim(self.batch):
+            self.handle(job)
+            done += 1
+        done += self._deliver()
+        return done
+
+    def _deliver(self) -> int:
+        try:
+            from bastion.webhooks import deliver_due
+        except ImportError:  # pragma: no cover - webhooks are part of the package
+            return 0
+        return deliver_due(self.db, self.settings)
+
+    def handle(self, job: ClaimedJob) -> None:
+        try:
+            if job.kind == PROCESS_JOB:
+                self._process_content(job)
+            else:
+                self.queue.fail(job.id, f"unknown job kind {job.kind!r}", retry=False)
+        except LeaseLost:
+            log.warning("lease lost; another worker took the job over", extra={"job": job.id})
+        except Exception as exc:  # noqa: BLE001 - retried with back-off; the error is kept on the job
+            log.exception("job failed", extra={"job": job.id})
+            self.queue.fail(job.id, f"{type(exc).__name__}: {exc}")
+
+    def _process_content(self, job: ClaimedJob) -> None:
+        with self.db.session() as s:
+            item = s.get(ContentItem, job.content_id)
+            blob = s.get(ContentBlob, job.content_id)
+            data = blob.data if blob is not None else None
+        if item is None or item.status != "pending":  # deleted, or decided by an earlier attempt
+            with self.db.session() as s:
+                self.queue.complete(s, job.id)
+            return
+        try:
+            content = self._content(item, data)
+            analysis = self.pipeline.analyse(item, content)
+        except BastionError as exc:  # the content itself is bad (corrupt video, unreachable URL): final
+            with self.db.session() as s:
+                fresh = s.get(ContentItem, item.id, with_for_update=s.get_bind().dialect.name == "postgresql")
+                if fresh is not None and fresh.status == "pending":
+                    self.pipeline.record_failure(s, fresh, exc)
+                self.queue.complete(s, job.id)
+            return
+        try:
+            with self.db.session() as s:
+                fresh = s.get(ContentItem, item.id, with_for_update=s.get_bind().dialect.name == "postgresql")
+                if fresh is not None and fresh.status == "pending":
+                    self.pipeline.record(s, fresh, analysis)
+                self.queue.complete(s, job.id)
+        except IntegrityError:  # another attempt decided it first (unique content/version): nothing to do
+            with self.db.session() as s:
+                self.queue.complete(s, job.id)
+        self.processed += 1
+
+    def _content(self, item: ContentItem, data: bytes | None) -> Content:
+        if item.source == "url" and data is None:
+            fetched = fetch_url(item.url or "", max_bytes=self.settings.max_upload_bytes,
+                                timeout=FETCH_TIMEOUT_SECONDS, allow_private=self.settings.fetch_allow_private)
+            if fetched.status >= 400:
+                raise BastionError(f"fetching the URL answered HTTP {fetched.status}", code="url_fetch_status",
+                                   status=fetched.status)
+            content = Content.from_bytes(fetched.data, self.settings)
+            content.url = item.url
+            return content
+        if data is None:
+            raise BastionError("the submission's bytes are missing", code="content_missing")
+        if item.source == "text":
+            return Content.from_text(data.decode("utf-8"), self.settings)
+        return Content.from_bytes(data, self.settings)
+
+    # -- the loop -----------------------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, idle_sleep: float = 0.2) -> None:
+        """Work until ``stop`` is set; sleeps ``idle_sleep`` when there was nothing to do."""
+        log.info("worker started", extra={"worker": self.name})
+        while not stop.is_set():
+            try:
+                did = self.run_once()
+            except Exception:  # noqa: BLE001 - a database outage: wait and go on
+                log.exception("worker pass failed")
+                did = 0
+            if not did:
+                stop.wait(idle_sleep)
+        log.info("worker stopped", extra={"worker": self.name, "processed": self.processed})
+
+
+def start_worker_threads(db: Database, settings: Settings, matcher: LiveMatcher, count: int,
+                         metrics: PipelineMetrics | None = None) -> tuple[threading.Event, list[threading.Thread]]:
+    """``count`` worker threads sharing ``matcher`` (for ``bastion serve``); set the event to stop them."""
+    stop = threading.Event()
+    threads = []
+    for i in range(count):
+        worker = Worker(db, settings, matcher=matcher, metrics=metrics)
+        t = threading.Thread(target=worker.run, args=(stop,), name=f"bastion-worker-{i}", daemon=True)
+        t.start()
+        threads.append(t)
+    return stop, threads

@@ -1,0 +1,258 @@
+"""POST /v1/content and GET /v1/content/{id}: intake, inline decisions by hash match, queued decisions by a worker,
+idempotency, bad input (nothing stored), organisation isolation."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select
+
+from bastion import samples
+from bastion.accounts.service import AccountService
+from bastion.api.app import create_app
+from bastion.banks.service import BankService
+from bastion.content import Content
+from bastion.jobs.worker import Worker
+from bastion.signals import compute_all
+from bastion.storage.models import ContentBlob, ContentItem, Decision, Event, Job
+
+BANKED_SEEDS = (11, 12)
+
+
+def _jpeg(seed: int, size: tuple[int, int] | None = None, quality: int = 90) -> bytes:
+    img = samples.generate_image(seed)
+    if size:
+        img = img.resize(size)
+    return samples.encode(img, quality=quality)
+
+
+@pytest.fixture
+def orgs(db):
+    svc = AccountService(db)
+    keys = {}
+    for name in ("alpha", "beta"):
+        org = svc.create_organisation(name)
+        keys[name] = (org.id, svc.create_api_key(name, "all", ["submit", "review", "curate", "policy", "admin"])[1])
+    bank = BankService(db, organisation_id=keys["alpha"][0])
+    bank.create_bank("alpha-known")
+    for seed in BANKED_SEEDS:
+        sigs = compute_all(Content.from_bytes(_jpeg(seed)))
+        bank.add_entry("alpha-known", sigs, labels={"category": "branded_publication"}, content_type="image")
+    return keys
+
+
+@pytest.fixture
+def client(db, settings):
+    with TestClient(create_app(db, settings)) as c:
+        yield c
+
+
+def _h(orgs, name="alpha", **extra):
+    return {"Authorization": f"Bearer {orgs[name][1]}", **extra}
+
+
+def _submit_image(client, orgs, data: bytes, content_id="post-1", org="alpha", key=None, **fields):
+    headers = _h(orgs, org, **({"Idempotency-Key": key} if key else {}))
+    form = {"content_id": content_id, **fields}
+    return client.post("/v1/content", files={"file": ("upload.jpg", data, "image/jpeg")}, data=form, headers=headers)
+
+
+def test_altered_copy_of_banked_image_is_removed_in_the_request(client, orgs, db):
+    altered = _jpeg(BANKED_SEEDS[0], size=(500, 375), quality=70)
+    r = _submit_image(client, orgs, altered, uploader_id="u-1", jurisdictions="fr,DE", surface="post")
+    assert r.status_code == 201, r.text
+    item = r.json()["content"]
+    assert item["status"] == "decided" and item["decision"]["outcome"] == "remove"
+    assert item["jurisdictions"] == ["FR", "DE"] and item["uploader_id"] == "u-1"
+    evidence = item["decision"]["evidence"]
+    assert evidence["matches"] and evidence["matches"][0]["bank"] == "alpha-known"
+    assert evidence["matches"][0]["signal_type"] == "pdq" and evidence["matches"][0]["distance"] <= 31
+    assert item["decision"]["rule"] and item["decision"]["policy_version"] is None or isinstance(
+        item["decision"]["policy_version"], int)
+    got = client.get(f"/v1/content/{item['id']}", headers=_h(orgs)).json()["content"]
+    assert got["decision"] == item["decision"] and got["signals"]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Decision)) == 1
+        assert s.scalar(select(func.count()).select_from(ContentBlob)) == 0  # decided inline: bytes never kept
+        event = s.scalars(select(Event)).one()
+        assert event.type == "decision.made" and event.payload["content"]["id"] == item["id"]
+
+
+def test_unrelated_image_is_allowed(client, orgs):
+    r = _submit_image(client, orgs, _jpeg(99), content_id="post-2")
+    assert r.status_code == 201, r.text
+    decision = r.json()["content"]["decision"]
+    assert decision["outcome"] == "allow" and decision["evidence"]["matches"] == []
+
+
+def test_another_organisation_neither_matches_nor_sees(client, orgs):
+    r = _submit_image(client, orgs, _jpeg(BANKED_SEEDS[0]), org="beta", content_id="b-1")
+    assert r.status_code == 201, r.text
+    assert r.json()["content"]["decision"]["outcome"] == "allow"  # alpha's bank is not beta's
+    mine = _submit_image(client, orgs, _jpeg(BANKED_SEEDS[1]), content_id="a-1").json()["content"]
+    other = client.get(f"/v1/content/{mine['id']}", headers=_h(orgs, "beta"))
+    assert other.status_code == 404 and other.json()["error"]["code"] == "content_not_found"
+    assert client.get("/v1/content?external_id=a-1", headers=_h(orgs, "beta")).json()["content"] == []
+    assert len(client.get("/v1/content?external_id=a-1", headers=_h(orgs)).json()["content"]) == 1
+
+
+def test_text_is_decided_inline(client, orgs):
+    r = client.post("/v1/content", json={"content_id": "c-1", "text": "A recipe for lemon cake with sugar."},
+                    headers=_h(orgs))
+    assert r.status_code == 201, r.text
+    assert r.json()["content"]["content_type"] == "text"
+    assert r.json()["content"]["decision"]["outcome"] == "allow"
+
+
+def test_idempotency_key_replays_and_conflicts(client, orgs, db):
+    data = _jpeg(BANKED_SEEDS[0], size=(320, 240))
+    first = _submit_image(client, orgs, data, key="k-1")
+    again = _submit_image(client, orgs, data, key="k-1")
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["content"]["id"] == first.json()["content"]["id"]
+    clash = _submit_image(client, orgs, _jpeg(99), key="k-1")
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "idempotency_key_reused"
+    # the key is per organisation: beta may use the same one
+    assert _submit_image(client, orgs, data, key="k-1", org="beta").status_code == 201
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ContentItem)) == 2
+        assert s.scalar(select(func.count()).select_from(Decision)) == 2
+
+
+def test_concurrent_retries_with_one_key_store_one_item(client, orgs, db):
+    data = _jpeg(BANKED_SEEDS[1])
+    results = []
+
+    def go():
+        results.append(_submit_image(client, orgs, data, key="same").status_code)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results).count(201) == 1 and set(results) <= {200, 201}
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ContentItem)) == 1
+        assert s.scalar(select(func.count()).select_from(Decision)) == 1
+
+
+def _truncated_jpeg() -> bytes:
+    return _jpeg(5)[:2000]
+
+
+def _gif_named_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "GIF")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"files": {"file": ("x.jpg", b"", "image/jpeg")}, "data": {"content_id": "x"}}, 422, "empty_content"),
+        ({"files": {"file": ("x.jpg", _truncated_jpeg(), "image/jpeg")}, "data": {"content_id": "x"}}, 422,
+         "corrupt_content"),
+        ({"files": {"file": ("x.bin", b"\x00\x01binary" * 50, "image/jpeg")}, "data": {"content_id": "x"}}, 415,
+         "unsupported_content"),
+        ({"files": {"file": ("x.jpg", _jpeg(1), "image/jpeg")}, "data": {}}, 400, "missing_content_id"),
+        ({"files": {"file": ("x.jpg", _jpeg(1), "image/jpeg")}, "data": {"content_id": "x", "text": "hi"}}, 400,
+         "missing_content"),
+        ({"json": {"content_id": "x"}}, 400, "missing_content"),
+        ({"json": {"content_id": "x", "text": "hello", "jurisdictions": ["XX"]}}, 400, "invalid_jurisdiction"),
+        ({"json": {"content_id": "x", "text": "hello", "surface": "billboard"}}, 400, "invalid_surface"),
+        ({"json": {"content_id": "x", "text": "hello", "language": "not a tag"}}, 400, "invalid_language"),
+        ({"json": {"content_id": "x", "text": "hello", "colour": "red"}}, 400, "unknown_field"),
+        ({"json": {"content_id": "x\n", "text": "hello"}}, 400, "invalid_content_id"),
+        ({"json": {"content_id": "x", "url": "javascript:alert(1)"}}, 400, None),
+        ({"json": {"content_id": "x", "url": "http://exa mple.com/"}}, 400, None),
+        ({"json": ["not", "an", "object"]}, 400, "invalid_json"),
+        ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_input_is_refused_with_a_code_and_nothing_is_stored(client, orgs, db, kwargs, status, code):
+    kwargs = dict(kwargs)  # parameters are shared by the SQLite and PostgreSQL runs
+    headers = {**_h(orgs), **kwargs.pop("headers", {})}
+    r = client.post("/v1/content", headers=headers, **kwargs)
+    assert r.status_code == status, r.text
+    if code:
+        assert r.json()["error"]["code"] == code
+    else:
+        assert r.json()["error"]["code"].startswith("url_") or r.json()["error"]["code"].startswith("invalid")
+    with db.session() as s:
+        for model in (ContentItem, Decision, Job, ContentBlob, Event):
+            assert s.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_huge_body_is_refused_before_it_is_read(db, monkeypatch, orgs):
+    monkeypatch.setenv("BASTION_MAX_UPLOAD_BYTES", "10000")
+    from bastion.settings import get_settings, reset_settings_cache
+
+    reset_settings_cache()
+    with TestClient(create_app(db, get_settings())) as c:
+        r = c.post("/v1/content", files={"file": ("big.jpg", b"\xff" * 20000)}, data={"content_id": "x"},
+                   headers=_h(orgs))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+        def chunks():
+            for _ in range(40):
+                yield b"a" * 1000
+
+        r = c.post("/v1/content", content=chunks(), headers={**_h(orgs), "content-type": "application/json"})
+        assert r.status_code == 413
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ContentItem)) == 0
+
+
+def test_submit_needs_submit_scope(client, db, orgs):
+    _, key = AccountService(db).create_api_key("alpha", "curator", ["curate"])
+    r = client.post("/v1/content", json={"content_id": "x", "text": "t"}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 403
+
+
+def test_video_is_queued_and_decided_by_a_worker(client, orgs, db, settings, tmp_path):
+    samples.generate_video(tmp_path / "v.mp4", seconds=2)
+    r = client.post("/v1/content", files={"file": ("v.mp4", (tmp_path / "v.mp4").read_bytes(), "video/mp4")},
+                    data={"content_id": "v-1"}, headers=_h(orgs))
+    assert r.status_code == 202, r.text
+    item = r.json()["content"]
+    assert item["status"] == "pending" and item["decision"] is None
+    with db.session() as s:
+        assert s.get(ContentBlob, item["id"]) is not None
+    worker = Worker(db, settings)
+    assert worker.run_once() >= 1
+    got = client.get(f"/v1/content/{item['id']}", headers=_h(orgs)).json()["content"]
+    assert got["status"] == "decided" and got["decision"]["outcome"] == "allow"
+    assert any(s["type"] == "vpdq" for s in got["signals"])
+    with db.session() as s:
+        assert s.get(ContentBlob, item["id"]) is None  # bytes dropped once decided
+        assert s.scalars(select(Job)).one().status == "done"
+    assert worker.run_once() == 0
+
+
+def test_corrupt_video_fails_cleanly_in_the_worker(client, orgs, db, settings, tmp_path):
+    samples.generate_video(tmp_path / "v.mp4", seconds=2)
+    video = (tmp_path / "v.mp4").read_bytes()
+    broken = video[: len(video) // 3]
+    r = client.post("/v1/content", files={"file": ("v.mp4", broken, "video/mp4")}, data={"content_id": "v-2"},
+                    headers=_h(orgs))
+    assert r.status_code == 202, r.text
+    Worker(db, settings).run_once()
+    got = client.get(f"/v1/content/{r.json()['content']['id']}", headers=_h(orgs)).json()["content"]
+    assert got["status"] == "failed" and got["error"]["code"]
+    with db.session() as s:
+        assert [e.type for e in s.scalars(select(Event))] == ["content.failed"]
+
+
+def test_organisation_settings(client, orgs):
+    r = client.get("/v1/organisation", headers=_h(orgs))
+    assert r.status_code == 200 and r.json()["organisation"]["url_fetch_enabled"] is False
+    r = client.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs))
+    assert r.json()["organisation"]["url_fetch_enabled"] is True
+    assert client.get("/v1/organisation", headers=_h(orgs, "beta")).json()["organisation"]["url_fetch_enabled"] is False
