@@ -116,7 +116,7 @@ def show(
         return
     typer.echo(f"bank '{bank.name}' ({bank.kind}, {'enabled' if bank.enabled else 'disabled'})")
     typer.echo(
-        f"  owner: {bank.owner or '- (operator bank: no organisation matches it)'}; "
+        f"  owner: {bank.owner or '- (operator bank: only organisations it is shared with see it)'}; "
         f"shared with: {', '.join(bank.shared_with) or '-'}"
     )
     if bank.description:
