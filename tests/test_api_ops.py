@@ -56,12 +56,8 @@ def test_readyz_ok_on_migrated_db(client):
 
 
 def test_readyz_reports_matcher_lag(db, settings, client):
-    from bastion.matching.matcher import Matcher
-
     bank = BankService(db).create_bank("lag")
-    matcher = Matcher(db, settings)
-    matcher.refresh()
-    client.app.state.matcher = matcher
+    matcher = client.app.state.live_matcher.matcher  # loads it
     index = client.get("/readyz").json()["checks"]["index"]
     assert index["loaded"] and index["signals_behind"] == 0 and index["changes_behind"] == 0
     BankService(db).add_entry(bank.name, [Signal("pdq", "f" * 64)])

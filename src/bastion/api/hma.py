@@ -37,7 +37,6 @@ of added content; ``DELETE /c/bank/{name}/content/{id}``, exchanges, signal-type
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -53,7 +52,7 @@ from bastion.api.deps import DB, require_scope
 from bastion.banks.service import BankInfo, BankService
 from bastion.content import Content, ContentType
 from bastion.errors import Forbidden, InvalidInput
-from bastion.matching.matcher import Match, Matcher, open_matcher
+from bastion.matching.matcher import Match
 from bastion.signals.base import Signal
 
 Submitter = Annotated[Principal, Depends(require_scope("submit"))]
@@ -87,23 +86,11 @@ def _enabled_from(enabled: bool | None, ratio: float | None) -> bool | None:
     return enabled
 
 
-def _matcher(request: Request) -> Matcher:
-    """The app's one matcher, opened on first use and refreshed (cheap when nothing changed) before each lookup."""
-    state = request.app.state
-    matcher = getattr(state, "matcher", None)
-    if matcher is None:
-        state.matcher = matcher = open_matcher(state.db, state.settings)
-    else:
-        matcher.refresh()
-    return matcher
-
-
 def _match(request: Request, principal: Principal, sigs: Iterable[Signal]) -> tuple[list[Match], list[Match]]:
     """(block matches, every match including allow-list and suppressed ones) against the banks the caller's
-    organisation owns or was shared, under the app's matcher lock."""
+    organisation owns or was shared, with the app's shared, change-feed-fresh matcher."""
     bank_ids = BankService(request.app.state.db).visible_bank_ids(principal.organisation_id)
-    with request.app.state.hma_lock:
-        result = _matcher(request).match(sigs, bank_ids=bank_ids)
+    result = request.app.state.live_matcher.match(sigs, bank_ids=bank_ids)
     return result.matches, result.matches + result.suppressed + result.allowed_by
 
 
@@ -185,7 +172,6 @@ def _add_signals(db: Any, principal: Principal, bank: str, sigs: list[Signal], c
 
 def add_hma_routes(r: FastAPI) -> None:
     """Added to the app itself (not through a router) so the scope-matrix test sees every endpoint."""
-    r.state.hma_lock = threading.Lock()
 
     @r.get("/status", response_class=PlainTextResponse)
     def status() -> str:

@@ -5,8 +5,9 @@
 - ``GET /healthz``: the process is alive (no authentication, no database).
 - ``GET /readyz``: the process can serve (no authentication): 200 when the database answers ``SELECT 1`` and its
   migrations are at head, 503 otherwise, with a JSON body naming each check. It also reports the match index
-  attached as ``app.state.matcher`` (if any) and how far it lags the bank change feed. A missing matcher does not
-  fail readiness: the bank and account routes work without one, and the matcher is loaded lazily by the parts of
+  of the app's shared matcher (``app.state.live_matcher``), once loaded, and how far it lags the bank change
+  feed. A matcher not yet loaded does not fail readiness: the bank and account routes work without one, and the
+  matcher is loaded lazily by the parts of
   the API that match (a load can take minutes on a big bank), so failing readiness for it would keep a healthy
   instance out of rotation. A loaded matcher's lag is reported, not judged: how much lag is too much is the
   operator's alert rule, fed by the numbers here.
@@ -169,7 +170,8 @@ def _readiness(app: FastAPI) -> tuple[bool, dict[str, Any]]:
     except SQLAlchemyError as exc:
         checks.setdefault("database", {"ok": False, "error": type(exc).__name__})
         checks.setdefault("migrations", {"ok": False, "error": "not checked: database unreachable"})
-    matcher = getattr(app.state, "matcher", None)
+    live = getattr(app.state, "live_matcher", None)
+    matcher = live.matcher if live is not None and live.loaded else None
     if matcher is None:
         checks["index"] = {"ok": True, "loaded": False, "note": "no matcher loaded yet; readiness does not need one"}
     else:
