@@ -166,3 +166,10 @@ class SecretUnreadable(BastionError):
 
     code = "secret_unreadable"
     http_status = 500
+
+
+class InvalidPolicy(InvalidInput):
+    """A rules file that cannot be used: ``details["problems"]`` lists each problem (line, path, rule, message)."""
+
+    code = "invalid_policy"
+    http_status = 422

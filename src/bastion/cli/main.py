@@ -15,6 +15,7 @@ from bastion.cli._common import fail, get_database, handle_errors
 from bastion.cli.accounts import key_app, org_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
+from bastion.cli.policy import app as policy_app
 
 app = typer.Typer(
     name="bastion",
@@ -26,6 +27,7 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
 
 
 def _print_version(value: bool) -> None:
