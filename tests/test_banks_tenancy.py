@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bastion import audit
 from bastion.accounts.service import SCOPES, AccountService
 from bastion.api.app import create_app
-from bastion.banks.service import BankService
+from bastion.banks.service import BankService, visible_bank_ids
 from bastion.cli.bank import app as bank_cli
 from bastion.errors import Conflict, Forbidden, InvalidInput, NotFound
 from bastion.matching.matcher import Matcher
@@ -58,6 +58,9 @@ def test_visible_bank_ids_are_owned_and_shared_banks_enabled_or_not(db, orgs):
     ops.share_bank("b-bank", "org-a")
     assert ops.visible_bank_ids(orgs["org-a"]) == sorted([a_bank.id, a_off.id, b_bank.id])
     assert ops.visible_bank_ids(orgs["org-c"]) == []
+    with db.session() as s:  # the same, inside a caller's transaction
+        assert visible_bank_ids(s, orgs["org-a"]) == sorted([a_bank.id, a_off.id, b_bank.id])
+        assert visible_bank_ids(s, orgs["org-b"]) == [b_bank.id]
 
 
 def test_a_bank_of_another_organisation_is_not_found_like_a_missing_one(db, orgs):

@@ -165,6 +165,17 @@ def _entry_info(entry: BankEntry, bank_name: str, signals: Sequence[BankSignal])
     )
 
 
+def visible_banks_clause(organisation_id: int) -> Any:
+    """A WHERE clause on :class:`Bank`: the banks ``organisation_id`` owns or is shared."""
+    shared = select(BankShare.bank_id).where(BankShare.organisation_id == organisation_id)
+    return (Bank.organisation_id == organisation_id) | Bank.id.in_(shared)
+
+
+def visible_bank_ids(session: Session, organisation_id: int) -> list[int]:
+    """:meth:`BankService.visible_bank_ids` inside a caller's session (e.g. a decision's transaction)."""
+    return list(session.scalars(select(Bank.id).where(visible_banks_clause(organisation_id)).order_by(Bank.id)))
+
+
 class BankService:
     """Bank operations over one :class:`~bastion.storage.db.Database`; every method is one transaction.
 
@@ -239,17 +250,11 @@ class BankService:
             raise NotFound(f"no organisation {ref!r}", code="organisation_not_found", organisation=str(ref))
         return org
 
-    @staticmethod
-    def _visible(organisation_id: int) -> Any:
-        """A WHERE clause: banks ``organisation_id`` owns or is shared."""
-        shared = select(BankShare.bank_id).where(BankShare.organisation_id == organisation_id)
-        return (Bank.organisation_id == organisation_id) | Bank.id.in_(shared)
-
     def visible_bank_ids(self, organisation_id: int) -> list[int]:
         """Ids of the banks ``organisation_id`` owns or is shared, enabled or not (the matcher skips disabled
         ones): pass them to :meth:`bastion.matching.matcher.Matcher.match` as ``bank_ids``."""
         with self.db.session() as s:
-            return list(s.scalars(select(Bank.id).where(self._visible(organisation_id)).order_by(Bank.id)))
+            return visible_bank_ids(s, organisation_id)
 
     def share_bank(self, name: str, organisation: int | str) -> BankInfo:
         """Share bank ``name`` with ``organisation`` (id or name), read only. Its owner or the operator only;
@@ -377,7 +382,7 @@ class BankService:
         with self.db.session() as s:
             q = select(Bank).order_by(Bank.name)
             if self.organisation_id is not None:
-                q = q.where(self._visible(self.organisation_id))
+                q = q.where(visible_banks_clause(self.organisation_id))
             banks = s.scalars(q).all()
             counts = self._counts(s)
             names: dict[int, str] = {i: n for i, n in s.execute(select(Organisation.id, Organisation.name))}
