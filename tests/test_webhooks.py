@@ -450,3 +450,52 @@ def test_service_is_scoped_to_the_organisation(db, wsettings, receiver):
     _emit(db, acme)
     svc.delete(acme, hook.id)
     assert svc.list(acme) == [] and _deliveries(db) == []
+
+
+# the CLI
+
+
+def test_webhook_cli(db, receiver, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app as cli
+
+    monkeypatch.setenv("BASTION_WEBHOOK_ALLOW_HTTP", "1")
+    monkeypatch.setenv("BASTION_WEBHOOK_ALLOW_PRIVATE", "1")
+    reset_settings_cache()
+    org = AccountService(db).create_organisation("acme").id
+    run = CliRunner().invoke
+    r = run(cli, ["webhook", "create", "acme", receiver.url, "--event", "decision.made"])
+    assert r.exit_code == 0, r.output
+    secret = r.stdout.strip()
+    assert secret.startswith("whsec_") and "shown once" in r.stderr
+    [hook] = [json.loads(line) for line in run(cli, ["webhook", "list", "acme", "--json"]).stdout.splitlines()]
+    assert hook["url"] == receiver.url and hook["events"] == ["decision.made"]
+    with db.session() as s:
+        event_id = emit(s, org, "decision.made", {"content_id": 1})
+    receiver.script = [500]
+    assert run(cli, ["webhook", "deliver"]).stdout.strip() == "1 deliveries attempted"
+    out = run(cli, ["webhook", "deliveries", "acme", str(hook["id"]), "--json"]).stdout
+    [d] = [json.loads(line) for line in out.splitlines()]
+    assert (d["event_id"], d["status"], d["attempts"], d["last_status"]) == (event_id, "pending", 1, 500)
+    r = run(cli, ["webhook", "redeliver", "acme", str(d["id"])])
+    assert r.exit_code == 4 and "error[delivery_pending]" in r.stderr
+    r = run(cli, ["webhook", "rotate-secret", "acme", str(hook["id"])])
+    assert r.exit_code == 0 and r.stdout.strip() != secret
+    r = run(cli, ["webhook", "disable", "acme", str(hook["id"])])
+    assert r.exit_code == 0
+    assert "disabled" in run(cli, ["webhook", "list", "acme"]).stdout
+    r = run(cli, ["webhook", "delete", "other-org", str(hook["id"])])
+    assert r.exit_code == 3 and "error[not_found]" in r.stderr
+    AccountService(db).create_organisation("other-org")
+    r = run(cli, ["webhook", "delete", "other-org", str(hook["id"])])
+    assert r.exit_code == 3 and "error[not_found]" in r.stderr  # another organisation's webhook
+    assert run(cli, ["webhook", "delete", "acme", str(hook["id"])]).exit_code == 0
+    assert run(cli, ["webhook", "list", "acme"]).stdout == ""
+    assert len(receiver.requests) == 1
+    headers, body = receiver.requests[0]
+    assert verify_signature(secret, headers, body)
+    monkeypatch.delenv("BASTION_WEBHOOK_ALLOW_PRIVATE")
+    reset_settings_cache()
+    r = run(cli, ["webhook", "create", "acme", "http://169.254.169.254/latest/meta-data/"])
+    assert r.exit_code == 2 and "error[url_forbidden_address]" in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -130,6 +131,9 @@ def test_webhook_routes_and_organisation_isolation(db, lab, client):
     r = client.post(f"/v1/webhooks/{hid}/rotate-secret", headers=a)
     assert r.status_code == 200 and r.json()["secret"].startswith("whsec_") and r.json()["secret"] != secret
     r = client.post(f"/v1/webhooks/{hid}/test", headers=a)
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "webhook_disabled")
+    assert client.patch(f"/v1/webhooks/{hid}", headers=a, json={"enabled": True}).json()["webhook"]["enabled"]
+    r = client.post(f"/v1/webhooks/{hid}/test", headers=a)
     assert r.status_code == 202
     [d] = client.get(f"/v1/webhooks/{hid}/deliveries", headers=a).json()["deliveries"]
     assert (d["event_id"], d["event_type"], d["status"]) == (r.json()["event_id"], "ping", "pending")
@@ -149,6 +153,7 @@ def test_webhook_routes_and_organisation_isolation(db, lab, client):
         "webhook_created",
         "webhook_updated",
         "webhook_secret_rotated",
+        "webhook_updated",
         "webhook_test_sent",
         "webhook_deleted",
     ]
@@ -171,7 +176,10 @@ def test_registration_refuses_private_addresses_by_default(db, settings):
 
 def test_metrics_report_delivery_state(db, lab, client):
     org, a = _admin(db, "acme")
-    hook = client.post("/v1/webhooks", headers=a, json={"url": "http://127.0.0.1:9/unreachable"}).json()["webhook"]
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hook = client.post("/v1/webhooks", headers=a, json={"url": f"http://127.0.0.1:{port}/"}).json()["webhook"]
     with db.session() as s:
         for i in range(3):
             emit(s, org, "decision.made", {"content_id": i})
@@ -180,7 +188,7 @@ def test_metrics_report_delivery_state(db, lab, client):
     assert "bastion_webhook_deliveries_retrying 0.0" in text
     assert 'bastion_webhook_delivery_attempts_total{outcome="retry"}' in text
     before = _sample(text, 'bastion_webhook_delivery_attempts_total{outcome="retry"}')
-    assert deliver_due(db, lab) == 3  # port 9 (discard) refuses: three failed attempts
+    assert deliver_due(db, lab) == 3  # connection refused: three failed attempts
     text = client.get("/metrics", headers=a).text
     assert "bastion_webhook_deliveries_retrying 3.0" in text
     assert _sample(text, 'bastion_webhook_delivery_attempts_total{outcome="retry"}') == before + 3

@@ -16,6 +16,7 @@ from bastion.cli.accounts import key_app, org_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
 from bastion.cli.policy import app as policy_app
+from bastion.cli.webhooks import app as webhook_app
 
 app = typer.Typer(
     name="bastion",
@@ -27,6 +28,7 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
+app.add_typer(webhook_app, name="webhook")
 app.add_typer(policy_app, name="policy")
 
 

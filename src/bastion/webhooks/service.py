@@ -372,9 +372,12 @@ class WebhookService:
             return _webhook_info(hook), secret
 
     def send_test(self, organisation_id: int, webhook_id: int) -> str:
-        """Queue a ``ping`` event for this webhook alone (enabled or not: a test is explicit); returns its id."""
+        """Queue a ``ping`` event for this webhook alone (whatever its event types); returns the event id. A
+        disabled webhook is refused (``webhook_disabled``): nothing would be sent until it is enabled."""
         with self.db.session() as s:
             hook = self._hook(s, organisation_id, webhook_id)
+            if not hook.enabled:
+                raise Conflict(f"webhook {webhook_id} is disabled: enable it first", code="webhook_disabled")
             event = _add_event(s, organisation_id, PING, {"webhook_id": hook.id})
             _add_delivery(s, event, hook.id, utcnow())
             s.flush()
