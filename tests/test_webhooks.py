@@ -7,7 +7,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,15 +32,17 @@ class Receiver:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.script: list[int] = []
         self.always: int | None = None
+        self.on_request: Callable[[], int | None] | None = None  # may return a status to answer
         self.lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                forced = outer.on_request() if outer.on_request else None
                 with outer.lock:
                     outer.requests.append((dict(self.headers.items()), body))
-                    status = outer.always or (outer.script.pop(0) if outer.script else 200)
+                    status = forced or outer.always or (outer.script.pop(0) if outer.script else 200)
                 self.send_response(status)
                 payload = b"receiver says no" if status >= 300 else b""
                 self.send_header("Content-Length", str(len(payload)))
@@ -317,6 +319,26 @@ def test_concurrent_passes_never_send_a_delivery_twice(db, wsettings, receiver):
     assert sorted(ids) == sorted(emitted)  # each exactly once
     assert sum(counts) == 24
     assert {d.status for d in _deliveries(db)} == {"delivered"}
+
+
+def test_one_pass_has_several_requests_in_flight(db, wsettings, receiver):
+    """A receiver that answers only once two requests are waiting: a pass that sent one at a time would fail."""
+    org = _org(db)
+    WebhookService(db, "test", wsettings).create(org, receiver.url)
+    emitted = {_emit(db, org, content_id=i) for i in range(2)}
+    barrier = threading.Barrier(2, timeout=20)
+
+    def both_waiting() -> int | None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return 500
+        return None
+
+    receiver.on_request = both_waiting
+    assert deliver_due(db, wsettings, concurrency=2) == 2
+    assert set(receiver.event_ids()) == emitted
+    assert [d.status for d in _deliveries(db)] == ["delivered", "delivered"]
 
 
 def test_a_restarted_process_resumes_pending_and_abandoned_deliveries(db, wsettings, receiver):

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -216,28 +218,51 @@ def deliver_due(
     now: datetime | None = None,
     client: httpx.Client | None = None,
     resolver: Resolver | None = None,
+    concurrency: int = 4,
 ) -> int:
-    """Send up to ``limit`` due deliveries, one at a time; returns how many were attempted (0: nothing was due).
+    """Send up to ``limit`` due deliveries; returns how many were attempted (0: nothing was due).
 
-    Safe to run in several threads or processes at once: a delivery is claimed by exactly one pass. ``now`` fixes
-    the clock (tests); by default the wall clock is read for each claim. ``client`` is the httpx client to send
-    with (default: one made for this pass, no proxies, no redirects). ``resolver`` replaces DNS (tests).
+    ``concurrency`` requests are in flight at once (each claim, send, record in turn), so one receiver that times
+    out does not hold up the others. Safe to run in several threads or processes at once: a delivery is claimed by
+    exactly one pass. ``now`` fixes the clock (tests); by default the wall clock is read for each claim. ``client``
+    is the httpx client to send with (default: one made for this pass, no proxies, no redirects). ``resolver``
+    replaces DNS (tests).
     """
+    if limit < 1 or concurrency < 1:
+        return 0
     own = client is None
     http = client or httpx.Client(trust_env=False, follow_redirects=False, timeout=settings.webhook_timeout_seconds)
     fixed = _utc(now) if now is not None else None
+    lock = threading.Lock()
+    started_count = 0  # claims begun, so the pass never exceeds ``limit``
     attempted = 0
-    try:
-        while attempted < limit:
+
+    def loop() -> None:
+        nonlocal started_count, attempted
+        while True:
+            with lock:
+                if started_count >= limit:
+                    return
+                started_count += 1
             claim = _claim_one(db, fixed or utcnow(), settings)
             if claim is None:
-                break
-            started = time.perf_counter()
+                return
+            began = time.perf_counter()
             outcome = _send(http, claim, settings, resolver)
-            metrics.observe(outcome.ok, time.perf_counter() - started)
+            metrics.observe(outcome.ok, time.perf_counter() - began)
             result = _record(db, claim, outcome, fixed or utcnow(), settings)
             metrics.count(result)
-            attempted += 1
+            with lock:
+                attempted += 1
+
+    try:
+        workers = min(concurrency, limit)
+        if workers == 1:
+            loop()
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook-delivery") as pool:
+                for future in [pool.submit(loop) for _ in range(workers)]:
+                    future.result()  # re-raise a worker's exception (a database error...)
     finally:
         if own:
             http.close()
