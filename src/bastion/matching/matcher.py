@@ -213,7 +213,9 @@ class Matcher:
 
     def _load_signals(self, s: Any, *conditions: Any) -> int:
         """Index the enabled, non-exact signals matching ``conditions``, streamed in batches."""
-        similarity_types = [t.name for t in signal_registry.all_types() if not t.exact]
+        similarity_types = [
+            t.name for t in signal_registry.all_types() if not t.exact and not getattr(t, "classifier_only", False)
+        ]  # classifier_only types (text_embedding) feed bastion.classifiers, never hash matches
         if not similarity_types:
             return 0
         stmt = (
@@ -334,6 +336,8 @@ class Matcher:
         exact: list[tuple[str, str]] = []
         for sig in signal_registry.usable(list(signals)):
             stype = signal_registry.get(sig.type)
+            if getattr(stype, "classifier_only", False):
+                continue
             if stype.exact:
                 exact.append((sig.type, sig.value))
             elif sig.type == "pdq":

