@@ -33,6 +33,8 @@ class Receiver:
         self.script: list[int] = []
         self.always: int | None = None
         self.on_request: Callable[[], int | None] | None = None  # may return a status to answer
+        self.by_path: dict[str, int] = {}  # status to answer on these paths
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -42,7 +44,13 @@ class Receiver:
                 forced = outer.on_request() if outer.on_request else None
                 with outer.lock:
                     outer.requests.append((dict(self.headers.items()), body))
-                    status = forced or outer.always or (outer.script.pop(0) if outer.script else 200)
+                    outer.paths.append(self.path)
+                    status = (
+                        forced
+                        or outer.by_path.get(self.path)
+                        or outer.always
+                        or (outer.script.pop(0) if outer.script else 200)
+                    )
                 self.send_response(status)
                 payload = b"receiver says no" if status >= 300 else b""
                 self.send_header("Content-Length", str(len(payload)))
@@ -339,6 +347,22 @@ def test_one_pass_has_several_requests_in_flight(db, wsettings, receiver):
     assert deliver_due(db, wsettings, concurrency=2) == 2
     assert set(receiver.event_ids()) == emitted
     assert [d.status for d in _deliveries(db)] == ["delivered", "delivered"]
+
+
+def test_a_failing_webhook_gets_one_attempt_per_pass(db, wsettings, receiver):
+    """A receiver that is down does not use up a pass: its other due deliveries wait for the next one."""
+    org = _org(db)
+    svc = WebhookService(db, "test", wsettings)
+    down = svc.create(org, receiver.url + "?down")[0]
+    up = svc.create(org, receiver.url + "?up")[0]
+    receiver.by_path = {"/hook?down": 500}
+    for i in range(3):
+        _emit(db, org, content_id=i)
+    assert deliver_due(db, wsettings, concurrency=1) == 4
+    assert receiver.paths.count("/hook?down") == 1 and receiver.paths.count("/hook?up") == 3
+    by_hook = {d.webhook_id: d.status for d in _deliveries(db) if d.attempts}
+    assert by_hook == {down.id: "pending", up.id: "delivered"}
+    assert sum(1 for d in _deliveries(db) if d.webhook_id == down.id and d.attempts == 0) == 2
 
 
 def test_a_restarted_process_resumes_pending_and_abandoned_deliveries(db, wsettings, receiver):

@@ -45,6 +45,14 @@ def _read_or_create_key_file(path: Path) -> str:
                 log.warning("generated a secret key in %s; multi-machine deployments must set BASTION_SECRET_KEY", path)
             except FileExistsError:
                 pass
+            except OSError:  # a file system without hard links: create it in place, still exclusively
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    pass
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(tmp.read_text())
         finally:
             tmp.unlink(missing_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)

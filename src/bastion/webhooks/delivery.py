@@ -52,6 +52,7 @@ USER_AGENT = "Bastion-Webhooks/1"
 @dataclass(frozen=True)
 class _Claim:
     delivery_id: int
+    webhook_id: int
     token: datetime  # the locked_until we set: our lease and fencing token
     attempts: int
     url: str
@@ -94,7 +95,9 @@ def _due(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _claim_one(db: Database, now: datetime, settings: Settings) -> _Claim | None:
+def _claim_one(
+    db: Database, now: datetime, settings: Settings, skip_webhooks: frozenset[int] = frozenset()
+) -> _Claim | None:
     # A token unique to this claim (microseconds of jitter), later than now by the lease.
     token = now + timedelta(seconds=lease_seconds(settings), microseconds=random.randrange(1, 1_000_000))
     with db.session() as s:
@@ -106,6 +109,8 @@ def _claim_one(db: Database, now: datetime, settings: Settings) -> _Claim | None
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(1 if postgres else _CANDIDATES)
         )
+        if skip_webhooks:
+            q = q.where(WebhookDelivery.webhook_id.not_in(skip_webhooks))
         if postgres:
             q = q.with_for_update(skip_locked=True, of=WebhookDelivery)
         for delivery_id in list(s.scalars(q)):
@@ -123,7 +128,7 @@ def _claim_one(db: Database, now: datetime, settings: Settings) -> _Claim | None
                 .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
                 .where(WebhookDelivery.id == delivery_id)
             ).one()
-            return _Claim(d.id, token, d.attempts, w.url, w.secret_encrypted, e.event_id, event_body(e))
+            return _Claim(d.id, w.id, token, d.attempts, w.url, w.secret_encrypted, e.event_id, event_body(e))
     return None
 
 
@@ -222,11 +227,12 @@ def deliver_due(
 ) -> int:
     """Send up to ``limit`` due deliveries; returns how many were attempted (0: nothing was due).
 
-    ``concurrency`` requests are in flight at once (each claim, send, record in turn), so one receiver that times
-    out does not hold up the others. Safe to run in several threads or processes at once: a delivery is claimed by
-    exactly one pass. ``now`` fixes the clock (tests); by default the wall clock is read for each claim. ``client``
-    is the httpx client to send with (default: one made for this pass, no proxies, no redirects). ``resolver``
-    replaces DNS (tests).
+    ``concurrency`` requests are in flight at once (each claim, send, record in turn), and a webhook whose attempt
+    failed gets no more attempts in this pass (its other due deliveries wait for the next), so a receiver that is
+    down or times out does not hold up the others. Safe to run in several threads or processes at once: a delivery
+    is claimed by exactly one pass. ``now`` fixes the clock (tests); by default the wall clock is read for each
+    claim. ``client`` is the httpx client to send with (default: one made for this pass, no proxies, no
+    redirects). ``resolver`` replaces DNS (tests).
     """
     if limit < 1 or concurrency < 1:
         return 0
@@ -235,6 +241,7 @@ def deliver_due(
     fixed = _utc(now) if now is not None else None
     lock = threading.Lock()
     started_count = 0  # claims begun, so the pass never exceeds ``limit``
+    failing: set[int] = set()  # webhooks that failed an attempt in this pass
     attempted = 0
 
     def loop() -> None:
@@ -244,7 +251,9 @@ def deliver_due(
                 if started_count >= limit:
                     return
                 started_count += 1
-            claim = _claim_one(db, fixed or utcnow(), settings)
+            with lock:
+                skip = frozenset(failing)
+            claim = _claim_one(db, fixed or utcnow(), settings, skip)
             if claim is None:
                 return
             began = time.perf_counter()
@@ -254,6 +263,8 @@ def deliver_due(
             metrics.count(result)
             with lock:
                 attempted += 1
+                if not outcome.ok:
+                    failing.add(claim.webhook_id)
 
     try:
         workers = min(concurrency, limit)

@@ -5,7 +5,8 @@ Two kinds, because deliveries may be sent by a worker process other than the one
 - read from the database at scrape time, so they are right whichever process delivers:
   ``bastion_webhook_deliveries{status}`` (pending, delivered, failed: failed means given up),
   ``bastion_webhook_deliveries_retrying`` (pending after at least one failed attempt) and
-  ``bastion_webhook_oldest_pending_seconds`` (age of the oldest undelivered event: the alert to set);
+  ``bastion_webhook_oldest_pending_seconds`` (age of the oldest event not yet delivered to an enabled webhook:
+  the alert to set);
 - counted by the process that sends: ``bastion_webhook_delivery_attempts_total{outcome}`` (delivered, retry,
   gave_up, lease_lost) and ``bastion_webhook_delivery_duration_seconds{ok}``.
 
@@ -24,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.storage.db import Database
-from bastion.storage.models import Event, WebhookDelivery, utcnow
+from bastion.storage.models import Event, Webhook, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class WebhookDeliveryCollector(Collector):
         )
         oldest = GaugeMetricFamily(
             "bastion_webhook_oldest_pending_seconds",
-            "Age of the oldest event with a pending webhook delivery (0: none).",
+            "Age of the oldest event with a pending delivery to an enabled webhook (0: none).",
         )
         try:
             with self.db.session() as s:
@@ -82,7 +83,8 @@ class WebhookDeliveryCollector(Collector):
                 first = s.scalar(
                     select(func.min(Event.created_at))
                     .join(WebhookDelivery, WebhookDelivery.event_id == Event.id)
-                    .where(WebhookDelivery.status == "pending")
+                    .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                    .where(WebhookDelivery.status == "pending", Webhook.enabled)
                 )
         except SQLAlchemyError as exc:
             log.warning("metrics: cannot read webhook deliveries: %s", type(exc).__name__)
