@@ -203,7 +203,7 @@ def bench_entities(n: int) -> None:
 
 def bench_embedder(n: int) -> None:
     short = posts(n, 2)
-    long = [" ".join([p] * 12)[:2000] for p in posts(max(4, n // 8), 3)]
+    long = [" ".join([p] * 12)[:2000] for p in posts(max(4, n // 8), 3)]  # cut to 256 tokens when embedded
     embedding.embed_texts(["warm up"])
     print(f"\n2. Embedder ({embedding.MODEL_ID}, one thread)")
     print(f"{'texts':<34} {'embed texts/s':>14} {'text_minhash texts/s':>21}")

@@ -166,6 +166,9 @@ def test_disabled_classifier_does_not_run():
         ("I.S.I.S", "isil"),  # dotted acronym
         ("1SIS is back", "isil"),
         ("\u0399\u0405\u0399\u0405 flags", "isil"),  # Greek Iota and Cyrillic Dze
+        ("I\u0336S\u0336I\u0336S\u0336", "isil"),  # combining strike-through marks
+        ("I\u200bS\u200bI\u200bS", "isil"),  # zero-width spaces between the letters
+        ("Hizb-allah", "hizballah"),  # a long one-word name split in two
         ("A Q A P", "aqap"),
         ("a post about AQIM", "aqim"),
     ],

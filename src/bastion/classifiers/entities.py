@@ -112,7 +112,7 @@ class _Index:
     words: Any  # ahocorasick.Automaton: " normal form " -> tuple[_Alias, ...]
     joined: Any  # the same for single-word aliases of SPLIT_MIN_LETTERS letters or more, against joined word pairs
     acronyms: dict[str, _Alias]  # letters and digits as written -> alias
-    case_fold: dict[int, str]
+    case_fold: dict[int, str | None]
 
 
 def normal_form(text: str) -> str:
@@ -160,27 +160,32 @@ def _aliases() -> list[tuple[str, _Alias, str | None]]:
     return found
 
 
-def _case_fold_table() -> dict[int, str]:
-    """Homoglyph folding that keeps case (Cyrillic "А" to "A", "а" to "a"), for the acronym pass."""
-    from bastion.signals.text import _tables
+def _case_fold_table() -> dict[int, str | None]:
+    """For the acronym pass: homoglyphs folded with their case kept (Cyrillic "А" to "A", "а" to "a"), and the
+    characters the normaliser strips (marks, invisible and format characters, tags) deleted."""
+    import numpy as np
 
-    homoglyphs = _tables()[0]
-    table: dict[int, str] = {}
-    for cp in range(0x80, len(homoglyphs)):
-        target = int(homoglyphs[cp])
-        if target != cp and target < 0x80:
-            ch, t = chr(cp), chr(target)
-            if t.isalpha() and ch.isupper():
-                t = "I" if t == "l" else t.upper()  # an upper-case glyph like "l" is an I
-            table[cp] = t
-    for cp in range(0x80):
-        table.pop(cp, None)
+    from bastion.signals.text import _DELETE, _tables
+
+    homoglyphs, strip, _ = _tables()
+    table: dict[int, str | None] = {}
+    for cp in np.flatnonzero((homoglyphs != np.arange(len(homoglyphs))) & (homoglyphs < 0x80)).tolist():
+        if cp < 0x80:
+            continue
+        ch, t = chr(cp), chr(int(homoglyphs[cp]))
+        if t.isalpha() and ch.isupper():
+            t = "I" if t == "l" else t.upper()  # an upper-case glyph like "l" is an I
+        table[cp] = t
+    for cp in np.flatnonzero(strip == _DELETE).tolist():
+        table[cp] = None
+    for cp in range(0xE0000, 0xE1000):  # tags and variation selectors
+        table[cp] = None
     return table
 
 
 @functools.lru_cache(maxsize=1)
 def index() -> _Index:
-    """The process-wide matcher over every listed alias (built once: about 0.1 s)."""
+    """The process-wide matcher over every listed alias (built once, with the normaliser's tables: about 1 s)."""
     aliases = _aliases()
     owners: dict[str, set[str]] = {}
     for normal, alias, _ in aliases:
@@ -210,12 +215,11 @@ def _shouting(text: str) -> bool:
     return letters >= 20 and len(_UPPER_LETTERS.findall(text[:20_000])) > 0.6 * letters
 
 
-def _case_kept(text: str, table: dict[int, str]) -> str:
+def _case_kept(text: str, table: dict[int, str | None]) -> str:
     t = unicodedata.normalize("NFKC", text)
     if t.isascii():
         return t
-    t = "".join(ch for ch in t if unicodedata.category(ch) != "Cf")
-    return t.translate(table)
+    return unicodedata.normalize("NFKD", t).translate(table)  # accents and other marks decomposed, then dropped
 
 
 def find_aliases(text: str, normal: str | None = None) -> list[tuple[_Alias, str]]:

@@ -139,7 +139,7 @@ class EmbeddingIndex:
             if not mask.any():
                 return []
             rows = np.flatnonzero(mask)
-            sims = self.vectors[rows] @ vector.astype(np.float32)
+            sims = (self.vectors @ vector.astype(np.float32))[rows]  # no copy of the selected rows
             ids = self.signal_ids[rows]
         good = np.flatnonzero(sims >= min_cosine - 1e-6)
         order = good[np.argsort(-sims[good], kind="stable")][: max(k * 4, k)]

