@@ -31,10 +31,10 @@ def twenty_rules() -> str:
     when:
       all:
         - any_match: {{bank: [bank-{i % 4}, shared], labels: {{category: {cat}, severity: {{gte: {i % 4}}}}}}}
-        - jurisdiction: [{'DE' if i % 2 else 'FR'}, EU]
+        - jurisdiction: [{"DE" if i % 2 else "FR"}, EU]
         - not: {{surface: profile}}
-    outcome: {'restrict' if i % 3 == 0 else 'review'}
-    {'in: submission' if i % 3 == 0 else 'queue: q' + str(i)}
+    outcome: {"restrict" if i % 3 == 0 else "review"}
+    {"in: submission" if i % 3 == 0 else "queue: q" + str(i)}
 """
         )
     rules.append("""  - name: shadow-classifier
@@ -62,24 +62,35 @@ def evidences(n: int, seed: int = 7) -> list[Evidence]:
         matches, scores, entities = [], [], []
         if kind == 1:
             for _ in range(rng.randint(1, 2)):
-                matches.append({
-                    "bank": rng.choice(["bank-0", "bank-1", "bank-2", "bank-3", "shared"]),
-                    "bank_id": 1, "bank_kind": "block", "entry_id": rng.randint(1, 10**6),
-                    "signal_type": rng.choice(["md5", "pdq", "pdq", "sha256"]),
-                    "distance": rng.randint(0, 31),
-                    "labels": {"category": rng.choice(CATEGORIES), "severity": str(rng.randint(1, 4))},
-                    "source": "own_review",
-                })
+                matches.append(
+                    {
+                        "bank": rng.choice(["bank-0", "bank-1", "bank-2", "bank-3", "shared"]),
+                        "bank_id": 1,
+                        "bank_kind": "block",
+                        "entry_id": rng.randint(1, 10**6),
+                        "signal_type": rng.choice(["md5", "pdq", "pdq", "sha256"]),
+                        "distance": rng.randint(0, 31),
+                        "labels": {"category": rng.choice(CATEGORIES), "severity": str(rng.randint(1, 4))},
+                        "source": "own_review",
+                    }
+                )
         elif kind == 2:
             scores.append({"classifier": rng.choice(["semantic", "keywords"]), "label": "x", "score": rng.random()})
             if rng.random() < 0.3:
                 entities.append({"entity": "e", "name": "E", "lists": ["un_1267"], "matched": "E"})
-        out.append(Evidence(
-            organisation_id=1, source="upload", content_type="image",
-            surface=rng.choice(["post", "comment", "profile"]),
-            jurisdictions=rng.sample(["DE", "FR", "US", "GB", "IT"], rng.randint(0, 2)),
-            prior_violations=rng.randint(0, 3), matches=matches, classifier_scores=scores, entities=entities,
-        ))
+        out.append(
+            Evidence(
+                organisation_id=1,
+                source="upload",
+                content_type="image",
+                surface=rng.choice(["post", "comment", "profile"]),
+                jurisdictions=rng.sample(["DE", "FR", "US", "GB", "IT"], rng.randint(0, 2)),
+                prior_violations=rng.randint(0, 3),
+                matches=matches,
+                classifier_scores=scores,
+                entities=entities,
+            )
+        )
     return out
 
 
@@ -106,10 +117,15 @@ def main() -> None:
     compile_policy.cache_clear()
     compile_policy(src)
     compile_ms = (time.perf_counter() - t0) * 1000
-    print(f"{n} evidences x {rounds} rounds, median decisions per second (one core); "
-          f"compiling the 20 rules: {compile_ms:.1f} ms")
-    for label, source in (("baseline (1 rule)", BASELINE), ("built-in default (7 rules)", default_source()),
-                          ("20 rules (1 shadow)", src)):
+    print(
+        f"{n} evidences x {rounds} rounds, median decisions per second (one core); "
+        f"compiling the 20 rules: {compile_ms:.1f} ms"
+    )
+    for label, source in (
+        ("baseline (1 rule)", BASELINE),
+        ("built-in default (7 rules)", default_source()),
+        ("20 rules (1 shadow)", src),
+    ):
         print(f"  {label:<28} {rate(source, evs, rounds):>10,.0f}/s")
 
 

@@ -162,3 +162,15 @@ def test_policy_scope_is_required(db, client):
                          ("POST", "/v1/policy/backtest")):
         r = client.request(method, path, headers=no, json={"source": V1})
         assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden_scope"), (method, path)
+
+
+def test_get_shows_a_stored_version_that_no_longer_passes_with_its_problems(db, client):
+    from bastion.storage.models import PolicyVersion
+
+    a = _key(db, "acme", ["policy"])
+    acme = AccountService(db).get_organisation("acme").id
+    with db.session() as s:
+        s.add(PolicyVersion(organisation_id=acme, version=1, source=BAD))
+    body = client.get("/v1/policy", headers=a).json()
+    assert body["version"] == 1 and body["source"] == BAD
+    assert [p["line"] for p in body["problems"]] == [4, 5]

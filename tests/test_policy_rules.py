@@ -143,6 +143,10 @@ def test_submission_conditions():
     assert fires("jurisdiction: DE", e) and fires("jurisdiction: [IT, fr]", e) and not fires("jurisdiction: IT", e)
     assert fires("jurisdiction: EU", e) and not fires("jurisdiction: EU", ev(jurisdictions=["US"]))
     assert fires("jurisdiction: [NO, SE]", ev(jurisdictions=["no"]))  # NO stays Norway, not YAML 1.1's false
+    assert fires("jurisdiction: UK", ev(jurisdictions=["GB"])) and fires("jurisdiction: EL", ev(jurisdictions=["GR"]))
+    union_wide = ev(jurisdictions=["EU"])  # intake's mark for a Union-wide submission: in every member state
+    assert fires("jurisdiction: EU", union_wide) and fires("jurisdiction: FR", union_wide)
+    assert not fires("jurisdiction: [US, GB]", union_wide)
     assert fires("surface: comment", e) and not fires("surface: [post, message]", e)
     assert fires("content_type: [image, video]", e) and not fires("content_type: text", e)
     assert fires("source: upload", e) and not fires("source: [url, text]", e)
@@ -302,7 +306,9 @@ def test_demo_policy_compiles_and_shows_every_kind_of_outcome():
     assert len(p.shadow) == 1
     v = decide(p, ev(jurisdictions=["DE"], matches=[m(category="symbols_insignia")]))
     assert (v.outcome, v.restrict_in) == ("restrict", ["DE"])
-    v = decide(p, ev(matches=[m(bank="demo", signal_type="pdq", distance=8, category="branded_publication")]))
+    from bastion.demo import DEMO_BANK
+
+    v = decide(p, ev(matches=[m(bank=DEMO_BANK, signal_type="pdq", distance=8, category="branded_publication")]))
     assert v.outcome == "remove"
     v = decide(p, ev(classifier_scores=[{"classifier": "semantic", "label": "s", "score": 0.6}]))
     assert v.outcome == "allow" and v.shadow[0]["rule"] == "shadow-classifier-lower-threshold"
@@ -376,7 +382,7 @@ def test_outcome_field_problems():
     p = one_problem("rules:\n  - name: a\n    outcome: remove\n    in: [DE]\n")
     assert (p["path"], p["line"]) == ("rules[0].in", 4) and "only for outcome 'restrict'" in p["message"]
     p = one_problem("rules:\n  - name: a\n    outcome: restrict\n    in: [DEU]\n")
-    assert (p["path"], p["line"]) == ("rules[0].in", 4) and "two-letter" in p["message"]
+    assert (p["path"], p["line"]) == ("rules[0].in", 4) and "ISO 3166-1 alpha-2" in p["message"]
     p = one_problem("rules:\n  - name: a\n    outcome: restrict\n    in: []\n")
     assert "empty" in p["message"]
     p = one_problem("rules:\n  - name: a\n    outcome: allow\n    queue: q\n")
@@ -432,12 +438,14 @@ def _when_problem(when: str) -> dict:
         ("any_match:\n  labels:\n    note: {}", "rules[0].when.any_match.labels.note", 7, "empty test"),
         ("classifier: {name: semantic}", "rules[0].when.classifier.min_score", 5, "needs 'min_score'"),
         ("classifier:\n  min_score: 1.5", "rules[0].when.classifier.min_score", 6, "between 0 and 1"),
+        ("classifier:\n  min_score: .nan", "rules[0].when.classifier.min_score", 6, "must be a number"),
         ("classifier:\n  min_score: 0.5\n  model: x", "rules[0].when.classifier.model", 7, "unknown key 'model'"),
         ("entity:\n  lists: [XX]", "rules[0].when.entity.lists", 6, "unknown designation list 'xx'"),
         ("entity:\n  names: [Nobody In Particular Ltd]", "rules[0].when.entity.names", 6, "names no single"),
         ("entity:\n  min_count: -1", "rules[0].when.entity.min_count", 6, ">= 1"),
-        ("jurisdiction: Germany", "rules[0].when.jurisdiction", 5, "two-letter"),
-        ("jurisdiction: submission", "rules[0].when.jurisdiction", 5, "two-letter"),
+        ("jurisdiction: Germany", "rules[0].when.jurisdiction", 5, "not an ISO 3166-1 alpha-2 country code"),
+        ("jurisdiction: [DE, XX]", "rules[0].when.jurisdiction", 5, "'XX' is not an ISO 3166-1 alpha-2"),
+        ("jurisdiction: submission", "rules[0].when.jurisdiction", 5, "not an ISO 3166-1 alpha-2"),
         ("content_type: gif", "rules[0].when.content_type", 5, "unknown content type 'gif'"),
         ("source: email", "rules[0].when.source", 5, "unknown source 'email'"),
         ("surface: 'a post'", "rules[0].when.surface", 5, "not a valid value"),

@@ -228,3 +228,23 @@ def test_default_source_round_trips_through_the_service(db, orgs):
     acme, _ = orgs
     PolicyService(db).set_policy(acme, default_source(), "start from the default")
     assert PolicyService(db).current(acme) == (1, default_policy())
+
+
+def test_a_stored_version_that_no_longer_passes_is_skipped_for_the_newest_good_one(db, orgs, caplog, monkeypatch):
+    """Rules stored before an upgrade tightened the checks must not stop decisions: the newest version that still
+    passes is used (an error is logged once per process), else the built-in default."""
+    from bastion.policy import service
+
+    monkeypatch.setattr(service, "_reported", set())
+    acme, other = orgs
+    PolicyService(db).set_policy(acme, V1)
+    broken = "rules:\n  - name: x\n    outcome: vanish\n"
+    with db.session() as s:  # as if stored by an older Bastion
+        s.add(PolicyVersion(organisation_id=acme, version=2, source=broken))
+        s.add(PolicyVersion(organisation_id=other, version=1, source=broken))
+    with caplog.at_level("ERROR", logger="bastion.policy.service"):
+        assert PolicyService(db).current(acme) == (1, compile_policy(V1))
+        assert PolicyService(db).current(acme)[0] == 1
+        assert PolicyService(db).current(other) == (None, default_policy())
+    assert sum("version 2 of organisation" in r.getMessage() for r in caplog.records) == 1
+    assert PolicyService(db).get(acme, 2).source == broken  # still readable, for fixing

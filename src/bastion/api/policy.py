@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.accounts.service import Principal
 from bastion.api.deps import DB, require_scope
-from bastion.errors import ContentTooLarge, InvalidInput, UnsupportedContent
+from bastion.errors import ContentTooLarge, InvalidInput, InvalidPolicy, UnsupportedContent
 from bastion.policy.rules import MAX_SOURCE_CHARS
 
 PolicyScope = Annotated[Principal, Depends(require_scope("policy"))]
@@ -77,7 +77,11 @@ def add_policy_routes(r: FastAPI) -> None:
         if info is None:
             source = default_source()
             return {"version": None, "builtin": True, "source": source, **_summary(compile_policy(source))}
-        return {**info.to_dict(), "builtin": False, **_summary(compile_policy(info.source or ""))}
+        try:
+            summary = _summary(compile_policy(info.source or ""))
+        except InvalidPolicy as exc:  # stored before the checks were tightened: shown, with its problems
+            summary = {"problems": exc.details.get("problems", [])}
+        return {**info.to_dict(), "builtin": False, **summary}
 
     @r.put("/v1/policy")
     async def put_policy(request: Request, db: DB, principal: PolicyScope) -> dict[str, Any]:

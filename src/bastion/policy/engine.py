@@ -23,6 +23,7 @@ from typing import Any
 from bastion.banks.taxonomy import _fold
 from bastion.policy import Evidence, Verdict
 from bastion.policy.rules import (
+    EU_MEMBERS,
     SEVERITY_WORDS,
     Action,
     Cond,
@@ -38,11 +39,15 @@ from bastion.policy.rules import (
 class _Ctx:
     """The evidence, with the few derived values conditions share computed once per decision."""
 
-    __slots__ = ("ev", "jurisdictions", "language", "surface", "content_type", "source")
+    __slots__ = ("ev", "jurisdictions", "in_jurisdictions", "language", "surface", "content_type", "source")
 
     def __init__(self, ev: Evidence) -> None:
         self.ev = ev
         self.jurisdictions = [str(j).strip().upper() for j in ev.jurisdictions or ()]
+        # what jurisdiction conditions test: a Union-wide submission ("EU") is in every member state too
+        self.in_jurisdictions = set(self.jurisdictions)
+        if "EU" in self.in_jurisdictions:
+            self.in_jurisdictions.update(EU_MEMBERS)
         self.language = (ev.language or "").strip().lower()
         self.surface = (ev.surface or "").strip().lower()
         self.content_type = (ev.content_type or "").strip().lower()
@@ -200,7 +205,7 @@ def _compile(cond: Cond) -> Predicate:
         return lambda ctx: sum(1 for e in ctx.ev.entities if entity_ok(e)) >= min_count
     if kind == "jurisdiction":
         wanted = args[0]
-        return lambda ctx: any(j in wanted for j in ctx.jurisdictions)
+        return lambda ctx: not wanted.isdisjoint(ctx.in_jurisdictions)
     if kind in ("surface", "content_type", "source"):
         wanted = args[0]
         return lambda ctx: getattr(ctx, kind) in wanted

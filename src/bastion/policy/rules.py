@@ -35,6 +35,7 @@ SOURCES = ("upload", "text", "url")
 CONTENT_TYPES = ("image", "video", "pdf", "text", "url", "other")
 KNOWN_SIGNAL_TYPES = ("md5", "sha256", "pdq", "vpdq", "tmk", "text", "text_minhash", "url", "url_md5")
 EXACT_SIGNAL_TYPES = frozenset({"md5", "sha256", "text", "url", "url_md5"})
+JURISDICTION_ALIASES = {"UK": "GB", "EL": "GR"}  # common non-ISO codes (EU usage), as intake reads them
 LIST_ALIASES = {"un": "un_1267", "uk": "uk_proscribed", "eu": "eu_terrorist_list"}
 DEFAULT_QUEUES = {"review": "review", "escalate": "escalation"}
 DEFAULT_PRIORITIES = {"review": 5, "escalate": 1}
@@ -306,6 +307,9 @@ class _Checker:
             extra = " or one of low, medium, high, critical" if words else ""
             self.err(path, line, f"{what} must be a number{extra}, got {_kind(value)}")
             return None
+        if value != value:  # NaN
+            self.err(path, line, f"{what} must be a number, got .nan")
+            return None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             self.err(path, line, f"{what} must be between {lo:g} and {hi:g}, got {value}")
             return None
@@ -457,18 +461,23 @@ class _Checker:
     def jurisdictions(
         self, value: Any, path: str, line: int | None, allow_submission: bool = False
     ) -> list[str] | None:
+        """ISO 3166-1 alpha-2 codes (``UK``/``EL`` read as ``GB``/``GR``). ``EU`` is the 27 member states, plus
+        ``EU`` itself in a condition (a submission may be marked Union-wide); ``submission`` only in ``in``."""
         got = self.strings(value, path, line, "jurisdiction", fold="upper")
         if got is None:
             return None
         out: list[str] = []
         for code in got:
+            code = JURISDICTION_ALIASES.get(code, code)
             if code == "EU":
                 out.extend(EU_MEMBERS)
+                if not allow_submission:
+                    out.append("EU")
             elif code == "SUBMISSION" and allow_submission:
                 out.append(code)
-            elif not _JURISDICTION_RE.match(code):
+            elif not _JURISDICTION_RE.match(code) or not _is_country(code):
                 hint = " or 'submission'" if allow_submission else ""
-                self.err(path, line, f"jurisdiction {code!r} is not a two-letter ISO 3166-1 code (or 'EU'{hint})")
+                self.err(path, line, f"jurisdiction {code!r} is not an ISO 3166-1 alpha-2 country code (or 'EU'{hint})")
                 return None
             else:
                 out.append(code)
@@ -786,6 +795,14 @@ _CONDITIONS = {
     "language": _Checker._cond_language,
     "prior_violations": _Checker._cond_prior_violations,
 }
+
+
+def _is_country(code: str) -> bool:
+    try:
+        import iso3166
+    except ImportError:  # pragma: no cover - a dependency; without it only the form is checked
+        return True
+    return code in iso3166.countries_by_alpha2
 
 
 def _known_signal_types() -> tuple[str, ...]:

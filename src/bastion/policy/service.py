@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,10 +25,12 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion import audit
 from bastion.audit.log import lock_audit
-from bastion.errors import Conflict, NotFound
+from bastion.errors import Conflict, InvalidPolicy, NotFound
 from bastion.policy.engine import CompiledPolicy, compile_policy, default_policy, default_source
 from bastion.storage.db import Database
 from bastion.storage.models import Organisation, PolicyVersion
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +76,16 @@ def _info(row: PolicyVersion, *, with_source: bool) -> PolicyVersionInfo:
         sha256=_sha(row.source),
         source=row.source if with_source else None,
     )
+
+
+_reported: set[tuple[int, int]] = set()
+
+
+def _log_unusable(organisation_id: int, version: int, exc: InvalidPolicy) -> None:
+    if (organisation_id, version) not in _reported:
+        _reported.add((organisation_id, version))
+        log.error("policy version %s of organisation %s no longer passes the checks and is skipped: %s",
+                  version, organisation_id, exc.message)
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
@@ -143,7 +156,9 @@ class PolicyService:
     def current(self, organisation_id: int) -> tuple[int | None, CompiledPolicy]:
         """The version in force and its compiled rules; ``(None, built-in default)`` when none was ever set.
 
-        One query per call (see the module docstring); compiling is memoised on the text.
+        One query per call (see the module docstring); compiling is memoised on the text. A stored version that no
+        longer passes the checks (rules tightened by an upgrade) is skipped, with an error logged, for the newest
+        one that does, or the built-in default: decisions keep flowing.
         """
         with self.db.session() as s:
             row = s.execute(
@@ -154,7 +169,22 @@ class PolicyService:
             ).first()
         if row is None:
             return None, default_policy()
-        return row.version, compile_policy(row.source)
+        try:
+            return row.version, compile_policy(row.source)
+        except InvalidPolicy as exc:
+            _log_unusable(organisation_id, row.version, exc)
+        with self.db.session() as s:
+            older = s.execute(
+                select(PolicyVersion.version, PolicyVersion.source)
+                .where(PolicyVersion.organisation_id == organisation_id, PolicyVersion.version < row.version)
+                .order_by(PolicyVersion.version.desc())
+            ).all()
+        for version, source in older:
+            try:
+                return version, compile_policy(source)
+            except InvalidPolicy as exc:
+                _log_unusable(organisation_id, version, exc)
+        return None, default_policy()
 
     def current_info(self, organisation_id: int) -> PolicyVersionInfo | None:
         """The version in force with its text, or None when the organisation runs the built-in default."""
