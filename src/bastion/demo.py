@@ -118,3 +118,18 @@ def run_demo(db: Database, echo: Callable[[str], None] = print) -> list[FileResu
         f"{unrelated_matched} of {len(truth) - n_altered} unrelated files matched."
     )
     return results
+
+
+def seed_demo_policy(db: Database, actor: str = "bastion serve --demo") -> int | None:
+    """Give the demo organisation the demo rules (policy/demo.yaml) unless it already has a policy; returns the
+    version set, or None when there was one already."""
+    from bastion.accounts.bootstrap import DEMO_ORGANISATION
+    from bastion.accounts.service import AccountService
+    from bastion.policy.engine import demo_source
+    from bastion.policy.service import PolicyService
+
+    org = AccountService(db).get_organisation(DEMO_ORGANISATION)
+    policies = PolicyService(db, actor)
+    if policies.current_info(org.id) is not None:
+        return None
+    return policies.set_policy(org.id, demo_source(), comment="demo policy (bastion serve --demo)").version

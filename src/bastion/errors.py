@@ -60,6 +60,13 @@ class ContentTooLarge(InvalidInput):
     http_status = 413
 
 
+class UnsupportedMediaType(InvalidInput):
+    """The request body's Content-Type is not one the endpoint takes."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class CorruptContent(InvalidInput):
     """The bytes claim a format but cannot be decoded (truncated or damaged files)."""
 

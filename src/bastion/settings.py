@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         description="Images and texts up to this size are decided inside the submitting request; larger ones, "
         "videos, PDFs and fetched URLs are decided by a worker (the response says pending).",
     )
+    fetch_allow_private: bool = Field(
+        default=False,
+        description="Let URL fetching reach private, loopback and link-local addresses (tests and closed networks "
+        "only: it disables the SSRF protection).",
+    )
+    job_lease_seconds: float = Field(
+        default=60.0, ge=1, le=3600,
+        description="A worker holds a job this long, renewed while it works; a crashed worker's jobs are taken over "
+        "by another worker after at most this long.",
+    )
     worker_threads: int = Field(
         default=1, ge=0, le=64,
         description="Worker threads bastion serve runs in-process (0: none; run bastion worker processes instead).",

@@ -211,13 +211,16 @@ def serve(
     if secret:
         _announce_secret(f"organisation {settings.admin_organisation!r} (every scope)", secret)
     if demo:
-        from bastion.demo import DEMO_BANK, seed_demo_bank
+        from bastion.demo import DEMO_BANK, seed_demo_bank, seed_demo_policy
 
         demo_secret = ensure_organisation_key(db, DEMO_ORGANISATION, DEMO_SCOPES, "demo")
         if demo_secret:
             _announce_secret(f"organisation {DEMO_ORGANISATION!r} ({', '.join(DEMO_SCOPES)})", demo_secret)
         added = seed_demo_bank(db, actor="bastion serve --demo", organisation=DEMO_ORGANISATION)
         typer.echo(f"Demo bank '{DEMO_BANK}': {added} sample images newly banked.", err=True)
+        version = seed_demo_policy(db, actor="bastion serve --demo")
+        if version is not None:
+            typer.echo(f"Demo policy: version {version} set for organisation {DEMO_ORGANISATION!r}.", err=True)
     api = create_app(db, settings)
     threads = settings.worker_threads if workers is None else workers
     stop = None

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bastion import audit
 from bastion import signals as signal_registry
+from bastion.banks.service import visible_bank_ids
 from bastion.content import Content, ContentType
 from bastion.decisions.metrics import PipelineMetrics
 from bastion.errors import BastionError
@@ -27,7 +28,7 @@ from bastion.policy import Evidence, Verdict
 from bastion.settings import Settings
 from bastion.signals.base import Signal
 from bastion.storage.db import Database
-from bastion.storage.models import Bank, BankShare, ContentBlob, ContentItem, Decision, Organisation, utcnow
+from bastion.storage.models import ContentBlob, ContentItem, Decision, Organisation, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ class Analysis:
 
 def stored_signals(signals: list[Signal]) -> list[dict[str, Any]]:
     return [s.to_dict() for s in signals]
-
-
-def visible_bank_ids(session: Session, organisation_id: int) -> list[int]:
-    """The banks an organisation matches against: its own and those shared with it."""
-    shared = select(BankShare.bank_id).where(BankShare.organisation_id == organisation_id)
-    return list(session.scalars(
-        select(Bank.id).where(or_(Bank.organisation_id == organisation_id, Bank.id.in_(shared))).order_by(Bank.id)
-    ))
 
 
 def prior_violations(session: Session, organisation_id: int, uploader_id: str | None) -> int:

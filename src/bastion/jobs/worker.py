@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -36,7 +37,7 @@ class Worker:
         self.db = db
         self.settings = settings
         self.matcher = matcher or LiveMatcher(db, settings)
-        self.queue = JobQueue(db, name)
+        self.queue = JobQueue(db, name, lease=timedelta(seconds=settings.job_lease_seconds))
         self.pipeline = DecisionPipeline(db, settings, self.matcher, metrics)
         self.batch = batch
         self.processed = 0
@@ -63,6 +64,28 @@ class Worker:
         return deliver_due(self.db, self.settings)
 
     def handle(self, job: ClaimedJob) -> None:
+        """Run one job, renewing its lease every third of the lease while it runs (a long video keeps its job; a
+        dead worker's lease simply runs out)."""
+        done = threading.Event()
+        period = self.queue.lease.total_seconds() / 3
+
+        def renew() -> None:
+            while not done.wait(period):
+                try:
+                    if not self.queue.extend(job.id):
+                        return
+                except Exception:  # noqa: BLE001 - the next renewal (or the completion's lease check) decides
+                    log.warning("lease renewal failed", extra={"job": job.id})
+
+        renewer = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
+        renewer.start()
+        try:
+            self._handle(job)
+        finally:
+            done.set()
+            renewer.join()
+
+    def _handle(self, job: ClaimedJob) -> None:
         try:
             if job.kind == PROCESS_JOB:
                 self._process_content(job)
