@@ -256,3 +256,103 @@ def test_organisation_settings(client, orgs):
     r = client.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs))
     assert r.json()["organisation"]["url_fetch_enabled"] is True
     assert client.get("/v1/organisation", headers=_h(orgs, "beta")).json()["organisation"]["url_fetch_enabled"] is False
+
+
+class _ImageServer:
+    """A loopback HTTP server answering every GET with one JPEG."""
+
+    def __init__(self, body: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/photo.jpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _app_with(db, monkeypatch, **env):
+    from bastion.settings import get_settings, reset_settings_cache
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings_cache()
+    return get_settings()
+
+
+def test_url_is_not_fetched_unless_the_organisation_enabled_it(db, orgs, monkeypatch):
+    settings = _app_with(db, monkeypatch, BASTION_FETCH_ALLOW_PRIVATE="true")
+    server = _ImageServer(_jpeg(BANKED_SEEDS[0], size=(400, 300)))
+    try:
+        with TestClient(create_app(db, settings)) as c:
+            r = c.post("/v1/content", json={"content_id": "u-1", "url": server.url}, headers=_h(orgs))
+            assert r.status_code == 201, r.text  # decided on the URL's own signals, never fetched
+            assert r.json()["content"]["decision"]["outcome"] == "allow"
+            assert Worker(db, settings).run_once() == 0
+            assert server.hits == 0
+
+            assert c.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs)).status_code == 200
+            r = c.post("/v1/content", json={"content_id": "u-2", "url": server.url}, headers=_h(orgs))
+            assert r.status_code == 202, r.text
+            Worker(db, settings).run_once()
+            got = c.get(f"/v1/content/{r.json()['content']['id']}", headers=_h(orgs)).json()["content"]
+            assert server.hits == 1, got
+            assert got["status"] == "decided" and got["decision"]["outcome"] == "remove"
+            assert got["decision"]["evidence"]["matches"][0]["bank"] == "alpha-known"
+    finally:
+        server.server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/photo.jpg", "http://169.254.169.254/latest/meta-data/",
+                                 "http://[::ffff:10.0.0.1]/x.jpg"])
+def test_url_fetch_refuses_private_addresses(db, orgs, monkeypatch, url):
+    settings = _app_with(db, monkeypatch)  # SSRF protection on (the default)
+    with TestClient(create_app(db, settings)) as c:
+        c.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs))
+        r = c.post("/v1/content", json={"content_id": "u-3", "url": url}, headers=_h(orgs))
+        assert r.status_code == 202, r.text
+        Worker(db, settings).run_once()
+        got = c.get(f"/v1/content/{r.json()['content']['id']}", headers=_h(orgs)).json()["content"]
+        assert got["status"] == "failed" and got["error"]["code"] == "url_forbidden_address", got
+        assert got["decision"] is None
+
+
+def test_metrics_count_submissions_and_decisions(client, orgs, db):
+    _submit_image(client, orgs, _jpeg(BANKED_SEEDS[0], size=(320, 240)), content_id="m-1")
+    _submit_image(client, orgs, _jpeg(99), content_id="m-2")
+    _, key = AccountService(db).create_api_key("alpha", "prometheus", ["metrics"])
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    assert 'bastion_decisions_total{outcome="remove"} 1.0' in text
+    assert 'bastion_decisions_total{outcome="allow"} 1.0' in text
+    assert 'bastion_matches_total{bank="alpha-known"} 1.0' in text
+    assert 'bastion_submissions_total{content_type="image",source="upload"} 2.0' in text
+    assert "bastion_hash_duration_seconds_count 2.0" in text
+    assert 'bastion_jobs{status="queued"} 0.0' in text
+
+
+def test_banked_url_is_removed_in_the_request_without_fetching(client, db, orgs):
+    from bastion.signals import compute_all as signals_of
+
+    url = "https://files.example.org/propaganda-standin.mp4?utm_source=x"
+    BankService(db, organisation_id=orgs["alpha"][0]).add_entry(
+        "alpha-known", signals_of(Content.from_url(url)), labels={"category": "branded_publication"}
+    )
+    client.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs))
+    r = client.post("/v1/content", json={"content_id": "u-9", "url": "HTTPS://files.example.org/propaganda-standin.mp4"},
+                    headers=_h(orgs))
+    assert r.status_code == 201, r.text  # the canonical URL matched: no fetch needed, decided now
+    decision = r.json()["content"]["decision"]
+    assert decision["outcome"] == "remove" and decision["evidence"]["matches"][0]["signal_type"] in ("url", "url_md5")

@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     )
     fetch_allow_private: bool = Field(
         default=False,
-        description="Let URL fetching reach private, loopback and link-local addresses (tests and closed networks "
-        "only: it disables the SSRF protection).",
+        description="Let URL fetching reach private, loopback and link-local addresses on any port (tests and "
+        "closed networks only: it disables the SSRF protection).",
     )
     job_lease_seconds: float = Field(
         default=60.0, ge=1, le=3600,

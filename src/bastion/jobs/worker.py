@@ -129,8 +129,10 @@ class Worker:
 
     def _content(self, item: ContentItem, data: bytes | None) -> Content:
         if item.source == "url" and data is None:
+            private = self.settings.fetch_allow_private  # a closed network (or a test): any address, any port
             fetched = fetch_url(item.url or "", max_bytes=self.settings.max_upload_bytes,
-                                timeout=FETCH_TIMEOUT_SECONDS, allow_private=self.settings.fetch_allow_private)
+                                timeout=FETCH_TIMEOUT_SECONDS, allow_private=private,
+                                **({"allowed_ports": range(1, 65536)} if private else {}))
             if fetched.status >= 400:
                 raise BastionError(f"fetching the URL answered HTTP {fetched.status}", code="url_fetch_status",
                                    status=fetched.status)
