@@ -76,9 +76,14 @@ def append(
     """Add a record in ``session``'s transaction (it commits or rolls back with the change it records)."""
     lock_audit(session)
     anchor = session.get(AuditAnchor, _ANCHOR_ID, populate_existing=True)
-    last = session.execute(select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)).first()
     # The anchor is the head; without one (a fresh log) the last record is, else the genesis.
-    seq, prev = (anchor.seq, anchor.hash) if anchor is not None else (last[0], last[1]) if last else (0, GENESIS_HASH)
+    if anchor is not None:
+        seq, prev = anchor.seq, anchor.hash
+    else:
+        last = session.execute(
+            select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+        ).first()
+        seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
     clean = json.loads(_canonical(details or {}))  # exactly what the JSON column will give back
     now = utcnow()
     record = AuditRecord(

@@ -9,6 +9,7 @@ record and the ``decision.made`` webhook event, so all three exist together or n
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -94,6 +95,17 @@ def _iso(dt: Any) -> str | None:
     return dt.isoformat().replace("+00:00", "Z")
 
 
+@dataclass
+class OrganisationContext:
+    """What the pipeline reads about an organisation for every decision: its configuration and the banks it
+    matches against. Cached per process for ``BASTION_INDEX_REFRESH_SECONDS`` (like the bank index itself: a new
+    share or classifier setting reaches every process within that time); the policy is read on every decision."""
+
+    config: dict[str, Any]
+    bank_ids: list[int]
+    loaded_at: float
+
+
 class DecisionPipeline:
     def __init__(self, db: Database, settings: Settings, matcher: LiveMatcher,
                  metrics: PipelineMetrics | None = None) -> None:
@@ -101,11 +113,32 @@ class DecisionPipeline:
         self.settings = settings
         self.matcher = matcher
         self.metrics = metrics
+        self._contexts: dict[int, OrganisationContext] = {}
+        self._contexts_lock = threading.Lock()
+
+    def organisation(self, organisation_id: int) -> OrganisationContext:
+        now = time.monotonic()
+        ctx = self._contexts.get(organisation_id)
+        if ctx is not None and now - ctx.loaded_at < self.settings.index_refresh_seconds:
+            return ctx
+        with self.db.session() as s:
+            org = s.get(Organisation, organisation_id)
+            if org is None:
+                raise BastionError(f"organisation {organisation_id} does not exist", code="unknown_organisation")
+            ctx = OrganisationContext(dict(org.config or {}), visible_bank_ids(s, organisation_id), now)
+        with self._contexts_lock:
+            self._contexts[organisation_id] = ctx
+        return ctx
+
+    def forget_organisation(self, organisation_id: int) -> None:
+        """Drop the cached context (this process changed the organisation's settings or banks)."""
+        with self._contexts_lock:
+            self._contexts.pop(organisation_id, None)
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def compute_signals(self, content: Content) -> list[Signal]:
         """Every usable signal of the content; when none could be computed, the first error is raised (bad input)."""
-        sigs, errors = signal_registry.compute_each(content)
+        sigs, errors = signal_registry.compute_each(content, hashes_only=True)
         kept = signal_registry.usable(sigs)
         strong = [s for s in sigs if s.type not in ("md5", "sha256")]
         if errors and not strong and content.content_type in (ContentType.IMAGE, ContentType.VIDEO):
@@ -121,13 +154,12 @@ class DecisionPipeline:
         if signals is None:
             signals = self.compute_signals(content) if content is not None else []
         t1 = time.perf_counter()
-        with self.db.session() as s:
-            org = s.get(Organisation, item.organisation_id)
-            if org is None:
-                raise BastionError(f"organisation {item.organisation_id} does not exist", code="unknown_organisation")
-            config = dict(org.config or {})
-            bank_ids = visible_bank_ids(s, item.organisation_id)
-            history = prior_violations(s, item.organisation_id, item.uploader_id)
+        org = self.organisation(item.organisation_id)
+        config, bank_ids = org.config, org.bank_ids
+        history = 0
+        if item.uploader_id:
+            with self.db.session() as s:
+                history = prior_violations(s, item.organisation_id, item.uploader_id)
         result = self.matcher.match(signals, bank_ids=bank_ids)
         t2 = time.perf_counter()
         scores, entities = self._classify(config, content, item, bank_ids)
@@ -173,7 +205,8 @@ class DecisionPipeline:
         return decide(compiled, evidence, version=version)
 
     # -- writing ------------------------------------------------------------------------------------------------------
-    def record(self, session: Session, item: ContentItem, analysis: Analysis, *, actor: str = "policy") -> Decision:
+    def record(self, session: Session, item: ContentItem, analysis: Analysis, *, actor: str = "policy",
+               queued: bool = False) -> Decision:
         """Write ``analysis`` as the item's first decision, in ``session``: the decision, the item's signals and
         status, the audit record and the ``decision.made`` event. The unique (content, version) key makes a second
         attempt fail instead of deciding twice."""
@@ -201,7 +234,8 @@ class DecisionPipeline:
         item.status = "decided"
         item.decided_at = now
         item.error = None
-        session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
+        if queued:  # only queued submissions have their bytes stored
+            session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
         session.flush()
         details = {"external_id": item.external_id, "outcome": v.outcome, "rule": v.rule,
                    "policy_version": v.policy_version,

@@ -118,9 +118,9 @@ class Worker:
             return
         try:
             with self.db.session() as s:
-                fresh = s.get(ContentItem, item.id, with_for_update=s.get_bind().dialect.name == "postgresql")
+                fresh = s.get(ContentItem, item.id)  # the unique (content, version) key and the lease guard races
                 if fresh is not None and fresh.status == "pending":
-                    self.pipeline.record(s, fresh, analysis)
+                    self.pipeline.record(s, fresh, analysis, queued=True)
                 self.queue.complete(s, job.id)
         except IntegrityError:  # another attempt decided it first (unique content/version): nothing to do
             with self.db.session() as s:

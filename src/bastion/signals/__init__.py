@@ -53,14 +53,18 @@ def compute_all(content: Content) -> list[Signal]:
     return signals
 
 
-def compute_each(content: Content) -> tuple[list[Signal], list[BastionError]]:
+def compute_each(content: Content, *, hashes_only: bool = False) -> tuple[list[Signal], list[BastionError]]:
     """Every applicable signal, going on past a type that fails: a truncated JPEG still gets its md5 and sha256.
 
+    ``hashes_only`` leaves out ``classifier_only`` types (the text embedding): the decision pipeline lets the
+    classifier that needs one compute it, and only when that classifier is enabled.
     Returns the signals computed and the errors of the types that failed (in registry order).
     """
     out: list[Signal] = []
     errors: list[BastionError] = []
     for t in types_for(content.content_type):
+        if hashes_only and getattr(t, "classifier_only", False):
+            continue
         try:
             out.extend(t.compute(content))
         except BastionError as exc:
