@@ -189,6 +189,8 @@ def test_names_aliases_and_evasions_are_found(text, key):
         "Hamasaki played the piano; the thesis was approved.",  # names inside longer words
         "I studied at MIT and write C++ (CPP) code.",
         "Les martyrs de la foi sont honorés dans cette église.",
+        "L'État a présenté un plan contre la crise; le hamac est dans le jardin.",  # "État" alone is no name
+        "Nous avons lu la thèse d'Isis sur l'Égypte ancienne.",
     ],
 )
 def test_benign_sentences_name_no_organisation(text):
@@ -248,3 +250,14 @@ def test_keywords_match_whole_words_through_evasions_with_labels():
     assert by_label["coast"]["score"] == 0.9
     none, _ = run_classifiers(None, {"classifiers": cfg}, ClassifierInput(text="ferrymen and lighthouses"), [])
     assert [s for s in none if s["classifier"] == "keywords"] == []
+
+
+def test_validation_is_idempotent_so_a_stored_complete_config_validates_again():
+    cfg = validate_classifier_config(
+        {"entities": {"lists": ["EU"]}, "keywords": {"terms": ["ferry", {"term": "dock", "label": "port"}]}}
+    )
+    assert validate_classifier_config(cfg) == cfg
+    assert cfg["keywords"]["terms"] == [
+        {"term": "ferry", "label": "keyword", "score": 0.7},
+        {"term": "dock", "label": "port", "score": 0.7},
+    ]

@@ -53,7 +53,7 @@ from bastion.classifiers import (
     EntityMention,
     InvalidClassifierConfig,
 )
-from bastion.signals.text import normalize_text
+from bastion.signals.text import _normalized, normalize_text
 
 LIST_IDS = ("un_1267", "uk_proscribed", "eu_terrorist_list")
 LIST_SHORTHANDS = {"un": "un_1267", "uk": "uk_proscribed", "eu": "eu_terrorist_list"}
@@ -117,6 +117,8 @@ class _Index:
 
 def normal_form(text: str) -> str:
     """The text signal's normal form, French elided articles first split off ("l'État" -> "l État")."""
+    if _ELISION.search(text) is None:
+        return _normalized(text)  # the text signal's cached normal form: the pipeline computed it already
     return normalize_text(_ELISION.sub(r"\1 ", text))
 
 
