@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -205,13 +205,21 @@ class DecisionPipeline:
         return decide(compiled, evidence, version=version)
 
     # -- writing ------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def prepare(item: ContentItem, analysis: Analysis, now: datetime | None = None) -> None:
+        """Set the item's signals and decided status from ``analysis`` (before or after it is inserted)."""
+        item.signals = stored_signals(analysis.signals)
+        item.status = "decided"
+        item.decided_at = item.decided_at or now or utcnow()
+        item.error = None
+
     def record(self, session: Session, item: ContentItem, analysis: Analysis, *, actor: str = "policy",
                queued: bool = False) -> Decision:
         """Write ``analysis`` as the item's first decision, in ``session``: the decision, the item's signals and
         status, the audit record and the ``decision.made`` event. The unique (content, version) key makes a second
         attempt fail instead of deciding twice."""
         v = analysis.verdict
-        now = utcnow()
+        now = item.decided_at if item.status == "decided" and item.decided_at else utcnow()
         decision = Decision(
             content_id=item.id,
             organisation_id=item.organisation_id,
@@ -230,10 +238,7 @@ class DecisionPipeline:
             created_at=now,
         )
         session.add(decision)
-        item.signals = stored_signals(analysis.signals)
-        item.status = "decided"
-        item.decided_at = now
-        item.error = None
+        self.prepare(item, analysis, now)
         if queued:  # only queued submissions have their bytes stored
             session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
         session.flush()

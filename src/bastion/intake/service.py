@@ -181,10 +181,12 @@ class IntakeService:
                        actor: str) -> SubmitResult:
         try:
             with self.db.session() as s:
+                self.pipeline.prepare(item, analysis)  # decided before it is inserted: one INSERT, no UPDATE
                 s.add(item)
                 s.flush()  # the idempotency key's unique index answers a concurrent duplicate here
-                self.pipeline.record(s, item, analysis, actor="policy")
-                out = self._item_dict(s, item)
+                decision = self.pipeline.record(s, item, analysis, actor="policy")
+                out = content_summary(item)
+                out["decision"] = decision_dict(decision)
         except IntegrityError:
             if key:
                 replay = self._replay(item.organisation_id, key, fingerprint)
