@@ -356,3 +356,16 @@ def test_banked_url_is_removed_in_the_request_without_fetching(client, db, orgs)
     assert r.status_code == 201, r.text  # the canonical URL matched: no fetch needed, decided now
     decision = r.json()["content"]["decision"]
     assert decision["outcome"] == "remove" and decision["evidence"]["matches"][0]["signal_type"] in ("url", "url_md5")
+
+
+def test_decisions_and_settings_changes_are_audited(client, orgs, db):
+    from bastion import audit
+
+    item = _submit_image(client, orgs, _jpeg(BANKED_SEEDS[0], size=(320, 240)), content_id="aud-1").json()["content"]
+    client.patch("/v1/organisation", json={"url_fetch_enabled": True}, headers=_h(orgs))
+    records = {r["action"]: r for r in audit.list_records(db, limit=None)}
+    made = records["decision_made"]
+    assert made["target"] == f"content:{item['id']}" and made["organisation_id"] == orgs["alpha"][0]
+    assert made["details"]["outcome"] == "remove" and made["details"]["matches"][0][0] == "alpha-known"
+    assert records["organisation_updated"]["details"] == {"url_fetch_enabled": True}
+    assert audit.verify(db).ok

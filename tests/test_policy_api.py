@@ -57,7 +57,7 @@ def test_get_put_versions_roundtrip(db, client):
     assert (one["version"], one["source"]) == (1, V1)
     r = client.get("/v1/policy/versions/3", headers=a)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
-    actors = [r["actor"] for r in audit.list_records(db, limit=None) if r["action"] == "policy.set"]
+    actors = [r["actor"] for r in audit.list_records(db, limit=None) if r["action"] == "policy_set"]
     assert len(actors) == 2 and all(x.startswith("api-key:") for x in actors)
 
 

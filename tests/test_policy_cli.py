@@ -64,7 +64,7 @@ def test_set_show_history(db, tmp_path):
     assert "+  - name: review-matches" in diffed and "--- built-in default" in diffed
     rows = [json.loads(line) for line in run("history", "-o", "acme", "--json").stdout.splitlines()]
     assert [r["version"] for r in rows] == [2, 1] and all(r["created_by"].startswith("cli") for r in rows)
-    assert [r["details"]["version"] for r in audit.list_records(db, limit=None) if r["action"] == "policy.set"] == [
+    assert [r["details"]["version"] for r in audit.list_records(db, limit=None) if r["action"] == "policy_set"] == [
         1, 2]
 
 

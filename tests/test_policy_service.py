@@ -72,7 +72,7 @@ def test_set_versions_current_get_and_audit(db, orgs):
         svc.get(other, 1)
     with pytest.raises(NotFound):
         svc.get(acme, 3)
-    records = _audit(db, "policy.set")
+    records = _audit(db, "policy_set")
     assert [(r["actor"], r["organisation_id"], r["target"]) for r in records] == [
         ("alice", acme, f"policy:{acme}"), ("bob", acme, f"policy:{acme}")
     ]
@@ -91,10 +91,10 @@ def test_invalid_policy_stores_nothing(db, orgs):
     assert info.value.details["problems"][0]["line"] == 3
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(PolicyVersion)) == 0
-    assert _audit(db, "policy.set") == []
+    assert _audit(db, "policy_set") == []
     with pytest.raises(NotFound):
         svc.set_policy(9999, V1)
-    assert _audit(db, "policy.set") == []
+    assert _audit(db, "policy_set") == []
 
 
 def test_setting_the_same_text_again_changes_nothing(db, orgs):
@@ -103,7 +103,7 @@ def test_setting_the_same_text_again_changes_nothing(db, orgs):
     svc.set_policy(acme, V1)
     again = svc.set_policy(acme, V1, "again")
     assert (again.version, again.changed) == (1, False)
-    assert len(svc.history(acme)) == 1 and len(_audit(db, "policy.set")) == 1
+    assert len(svc.history(acme)) == 1 and len(_audit(db, "policy_set")) == 1
     assert svc.set_policy(acme, V2).version == 2
     assert svc.set_policy(acme, V1).version == 3  # going back is a new version
 

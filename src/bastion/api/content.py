@@ -277,7 +277,7 @@ def add_content_routes(r: FastAPI) -> None:
                 changes["classifiers"] = config["classifiers"]
             if changes:
                 request.app.state.pipeline.forget_organisation(org.id)
-                audit.append(s, f"api-key:{principal.key_id}", "organisation.update", f"organisation:{org.id}",
+                audit.append(s, f"api-key:{principal.key_id}", "organisation_updated", f"organisation:{org.id}",
                              changes, organisation_id=org.id)
         return {"organisation": _organisation_dict(request, principal.organisation_id)}
 

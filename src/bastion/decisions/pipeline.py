@@ -246,7 +246,7 @@ class DecisionPipeline:
                    "policy_version": v.policy_version,
                    "matches": [[m["bank"], m["entry_id"], m["signal_type"], m["distance"]]
                                for m in analysis.evidence.matches][:20]}
-        audit.append(session, actor, "decision.made", f"content:{item.id}", details,
+        audit.append(session, actor, "decision_made", f"content:{item.id}", details,
                      organisation_id=item.organisation_id)
         _emit(session, item, "decision.made", {"content": content_summary(item), "decision": decision_dict(decision)})
         if self.metrics is not None:
@@ -260,7 +260,7 @@ class DecisionPipeline:
         item.error = {"code": error.code, "message": error.message}
         item.decided_at = utcnow()
         session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
-        audit.append(session, "worker", "content.failed", f"content:{item.id}", {"code": error.code},
+        audit.append(session, "worker", "content_failed", f"content:{item.id}", {"code": error.code},
                      organisation_id=item.organisation_id)
         _emit(session, item, "content.failed", {"content": content_summary(item)})
 

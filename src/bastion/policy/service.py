@@ -137,7 +137,7 @@ class PolicyService:
                 audit.append(
                     s,
                     self.actor,
-                    "policy.set",
+                    "policy_set",
                     f"policy:{organisation_id}",
                     {
                         "version": row.version,
