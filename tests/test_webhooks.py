@@ -421,6 +421,34 @@ def test_rotated_secret_signs_and_the_previous_one_during_its_grace(db, wsetting
     assert actions == ["webhook_created", "webhook_secret_rotated", "webhook_secret_rotated"]
 
 
+def test_prune_deletes_finished_deliveries_and_their_events_but_keeps_pending(db, wsettings, receiver):
+    from bastion.webhooks.service import prune
+
+    org = _org(db)
+    svc = WebhookService(db, "test", wsettings)
+    svc.create(org, receiver.url + "?ok", ["decision.made"])
+    svc.create(org, receiver.url + "?down", ["review.completed"])
+    paused = svc.create(org, receiver.url + "?paused", ["decision.changed"])[0]
+    receiver.by_path = {"/hook?down": 500}
+    delivered, failed, waiting, unsent = (
+        _emit(db, org, t) for t in ("decision.made", "review.completed", "decision.changed", "content.failed")
+    )
+    svc.disable(org, paused.id)  # its delivery stays pending
+    now = utcnow()
+    for _ in range(wsettings.webhook_max_attempts):
+        now += timedelta(hours=2)
+        deliver_due(db, wsettings, now=now)
+    assert sorted(d.status for d in _deliveries(db)) == ["delivered", "failed", "pending"]
+    assert prune(db, timedelta(days=30)) == (0, 0)  # nothing old enough yet
+    later = now + timedelta(days=31)
+    assert prune(db, timedelta(days=30), now=later, batch=1) == (2, 3)
+    with db.session() as s:
+        assert list(s.scalars(select(Event.event_id))) == [waiting]
+    assert [d.status for d in _deliveries(db)] == ["pending"]
+    assert prune(db, timedelta(days=30), now=later) == (0, 0)
+    assert {delivered, failed, unsent}.isdisjoint({waiting})
+
+
 # SSRF
 
 
@@ -537,6 +565,7 @@ def test_webhook_cli(db, receiver, monkeypatch):
     r = run(cli, ["webhook", "delete", "other-org", str(hook["id"])])
     assert r.exit_code == 3 and "error[not_found]" in r.stderr  # another organisation's webhook
     assert run(cli, ["webhook", "delete", "acme", str(hook["id"])]).exit_code == 0
+    assert run(cli, ["webhook", "prune", "--days", "0"]).stdout.strip() == "deleted 0 deliveries and 1 events"
     assert run(cli, ["webhook", "list", "acme"]).stdout == ""
     assert len(receiver.requests) == 1
     headers, body = receiver.requests[0]

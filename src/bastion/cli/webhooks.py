@@ -140,3 +140,17 @@ def deliver(limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help
 
     attempted = deliver_due(get_database(), get_settings(), limit=limit)
     typer.echo(f"{attempted} deliveries attempted")
+
+
+@app.command("prune")
+@handle_errors
+def prune_cmd(
+    days: Annotated[float, typer.Option("--days", min=0, help="Keep this many days of finished deliveries.")] = 30,
+) -> None:
+    """Delete delivered and given-up deliveries older than DAYS, and events left without deliveries (run from cron)."""
+    from datetime import timedelta
+
+    from bastion.webhooks.service import prune
+
+    deliveries, events = prune(get_database(), timedelta(days=days))
+    typer.echo(f"deleted {deliveries} deliveries and {events} events")

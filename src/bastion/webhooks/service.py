@@ -436,3 +436,33 @@ class WebhookService:
             s.flush()
             self._audit(s, "webhook_redelivered", hook, {"delivery_id": delivery.id, "event_id": event.event_id})
             return _delivery_info(delivery, event)
+
+
+def prune(db: Database, older_than: timedelta, *, now: datetime | None = None, batch: int = 5000) -> tuple[int, int]:
+    """Delete finished deliveries (delivered, or given up) last attempted before ``now - older_than``, then events
+    created before it that have no delivery left (pending deliveries and their events are always kept). Returns
+    (deliveries, events) deleted. Works in batches of short transactions, so writers are never held up for long.
+    """
+    if older_than < timedelta(0):
+        raise InvalidInput("older_than cannot be negative", code="invalid_retention")
+    cutoff = (now or utcnow()) - older_than
+    counts = [0, 0]
+    finished = select(WebhookDelivery.id).where(
+        WebhookDelivery.status.in_(("delivered", "failed")),
+        func.coalesce(WebhookDelivery.last_attempt_at, WebhookDelivery.next_attempt_at) < cutoff,
+    )
+    orphans = select(Event.id).where(
+        Event.created_at < cutoff, ~select(WebhookDelivery.id).where(WebhookDelivery.event_id == Event.id).exists()
+    )
+    for i, (table, id_col, ids) in enumerate(
+        ((WebhookDelivery.__table__, WebhookDelivery.id, finished), (Event.__table__, Event.id, orphans))
+    ):
+        while True:
+            with db.session() as s:
+                chosen = list(s.scalars(ids.limit(batch)))
+                if chosen:
+                    s.execute(table.delete().where(id_col.in_(chosen)))
+            counts[i] += len(chosen)
+            if len(chosen) < batch:
+                break
+    return counts[0], counts[1]
