@@ -369,3 +369,22 @@ def test_decisions_and_settings_changes_are_audited(client, orgs, db):
     assert made["details"]["outcome"] == "remove" and made["details"]["matches"][0][0] == "alpha-known"
     assert records["organisation_updated"]["details"] == {"url_fetch_enabled": True}
     assert audit.verify(db).ok
+
+
+def test_worker_decides_a_batch_in_one_pass_and_sets_a_bad_file_apart(db, orgs, monkeypatch, tmp_path):
+    settings = _app_with(db, monkeypatch, BASTION_INLINE_DECISION_BYTES="1")  # everything goes to the queue
+    samples.generate_video(tmp_path / "v.mp4", seconds=2)
+    broken = (tmp_path / "v.mp4").read_bytes()[:3000]
+    with TestClient(create_app(db, settings)) as c:
+        ids = [_submit_image(c, orgs, _jpeg(seed), content_id=f"b-{seed}").json()["content"]["id"]
+               for seed in (BANKED_SEEDS[0], 31, 32, 33)]
+        bad = c.post("/v1/content", files={"file": ("v.mp4", broken, "video/mp4")}, data={"content_id": "b-bad"},
+                     headers=_h(orgs)).json()["content"]["id"]
+        assert Worker(db, settings, batch=8).run_once() >= 5
+        got = {i: c.get(f"/v1/content/{i}", headers=_h(orgs)).json()["content"] for i in [*ids, bad]}
+    assert [got[i]["decision"]["outcome"] for i in ids] == ["remove", "allow", "allow", "allow"]
+    assert got[bad]["status"] == "failed" and got[bad]["decision"] is None
+    with db.session() as s:
+        assert {j.status for j in s.scalars(select(Job))} == {"done"}
+        assert s.scalar(select(func.count()).select_from(ContentBlob)) == 0
+        assert s.scalar(select(func.count()).select_from(Decision)) == 4

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.content import Content
@@ -49,12 +53,76 @@ class Worker:
     # -- one pass -----------------------------------------------------------------------------------------------------
     def run_once(self) -> int:
         """Claim and run up to ``batch`` jobs, then deliver due webhook events. Returns the work done."""
-        done = 0
-        for job in self.queue.claim(self.batch):
+        jobs = self.queue.claim(self.batch)
+        content_jobs = [j for j in jobs if j.kind == PROCESS_JOB]
+        for job in jobs:
+            if job.kind != PROCESS_JOB:
+                self.handle(job)
+        if len(content_jobs) > 1:
+            self._process_batch(content_jobs)
+        elif content_jobs:
+            self.handle(content_jobs[0])
+        return len(jobs) + self._deliver()
+
+    def _process_batch(self, jobs: list[ClaimedJob]) -> None:
+        """Analyse each claimed submission, then record all their decisions in one transaction (one commit for the
+        batch). Anything unusual (bad content, a lost lease, a decision already made, any error) sends the jobs
+        concerned through :meth:`handle`, one at a time, which deals with each case on its own."""
+        with self._renewing([j.id for j in jobs]):
+            ids = [j.content_id for j in jobs]
+            with self.db.session() as s:
+                items = {i.id: i for i in s.scalars(select(ContentItem).where(ContentItem.id.in_(ids)))}
+                blobs = dict(s.execute(select(ContentBlob.content_id, ContentBlob.data)
+                                       .where(ContentBlob.content_id.in_(ids))).all())
+            ready: list[tuple[ClaimedJob, ContentItem, Any]] = []
+            single: list[ClaimedJob] = []
+            for job in jobs:
+                item = items.get(job.content_id or 0)
+                if item is None or item.status != "pending":
+                    single.append(job)
+                    continue
+                try:
+                    analysis = self.pipeline.analyse(item, self._content(item, blobs.get(item.id)))
+                except Exception:  # noqa: BLE001 - handled (and reported) one at a time below
+                    single.append(job)
+                    continue
+                ready.append((job, item, analysis))
+            if ready:
+                try:
+                    with self.db.session() as s:
+                        for job, item, analysis in ready:
+                            s.add(item)
+                            self.pipeline.record(s, item, analysis, queued=True)
+                            self.queue.complete(s, job.id)
+                except Exception:  # noqa: BLE001 - nothing of the batch was written; sort it out job by job
+                    log.info("batch rolled back; deciding its jobs one by one", exc_info=True)
+                    single.extend(job for job, _, _ in ready)
+                else:
+                    self.processed += len(ready)
+        for job in single:
             self.handle(job)
-            done += 1
-        done += self._deliver()
-        return done
+
+    @contextmanager
+    def _renewing(self, job_ids: list[int]) -> Iterator[None]:
+        """Renew the leases of ``job_ids`` every third of the lease while the block runs."""
+        done = threading.Event()
+        period = self.queue.lease.total_seconds() / 3
+
+        def renew() -> None:
+            while not done.wait(period):
+                for job_id in job_ids:
+                    try:
+                        self.queue.extend(job_id)
+                    except Exception:  # noqa: BLE001 - the completion's lease check decides
+                        log.warning("lease renewal failed", extra={"job": job_id})
+
+        renewer = threading.Thread(target=renew, name="lease-renewal", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
 
     def _deliver(self) -> int:
         try:
@@ -66,24 +134,8 @@ class Worker:
     def handle(self, job: ClaimedJob) -> None:
         """Run one job, renewing its lease every third of the lease while it runs (a long video keeps its job; a
         dead worker's lease simply runs out)."""
-        done = threading.Event()
-        period = self.queue.lease.total_seconds() / 3
-
-        def renew() -> None:
-            while not done.wait(period):
-                try:
-                    if not self.queue.extend(job.id):
-                        return
-                except Exception:  # noqa: BLE001 - the next renewal (or the completion's lease check) decides
-                    log.warning("lease renewal failed", extra={"job": job.id})
-
-        renewer = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
-        renewer.start()
-        try:
+        with self._renewing([job.id]):
             self._handle(job)
-        finally:
-            done.set()
-            renewer.join()
 
     def _handle(self, job: ClaimedJob) -> None:
         try:
