@@ -175,11 +175,23 @@ def _human(r: object) -> str:
 
 @app.command()
 @handle_errors
-def demo() -> None:
-    """Create a bank from bundled benign sample images, scan altered copies, print the matches."""
-    from bastion.demo import run_demo
+def demo(
+    scan_only: Annotated[
+        bool, typer.Option("--scan", help="Only scan the altered copies with the Matcher (no service, no policy).")
+    ] = False,
+) -> None:
+    """Seed the demo (as serve --demo), serve the API on a free local port, submit altered copies of benign samples
+    and unrelated files over HTTP, print each decision, stop. Exits 1 unless every altered copy was removed and
+    nothing unrelated was."""
+    from bastion.demo import run_demo, run_scan_demo
 
-    run_demo(get_database(), echo=typer.echo)
+    db = get_database()
+    if scan_only:
+        run_scan_demo(db, echo=typer.echo)
+        return
+    run = run_demo(db, echo=typer.echo)
+    if run.removed(True) != run.count(True) or run.removed(False):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -199,7 +211,7 @@ def serve(
     """Serve the HTTP API (uvicorn). On an empty database, first creates an admin key and prints it once."""
     import uvicorn
 
-    from bastion.accounts.bootstrap import DEMO_ORGANISATION, DEMO_SCOPES, ensure_admin, ensure_organisation_key
+    from bastion.accounts.bootstrap import DEMO_ORGANISATION, DEMO_SCOPES, ensure_admin
     from bastion.api.app import create_app
     from bastion.logging import configure_logging
     from bastion.settings import get_settings
@@ -211,16 +223,11 @@ def serve(
     if secret:
         _announce_secret(f"organisation {settings.admin_organisation!r} (every scope)", secret)
     if demo:
-        from bastion.demo import DEMO_BANK, seed_demo_bank, seed_demo_policy
+        from bastion.demo import seed_demo
 
-        demo_secret = ensure_organisation_key(db, DEMO_ORGANISATION, DEMO_SCOPES, "demo")
+        demo_secret = seed_demo(db, "bastion serve --demo", echo=lambda line: typer.echo(line, err=True))
         if demo_secret:
             _announce_secret(f"organisation {DEMO_ORGANISATION!r} ({', '.join(DEMO_SCOPES)})", demo_secret)
-        added = seed_demo_bank(db, actor="bastion serve --demo", organisation=DEMO_ORGANISATION)
-        typer.echo(f"Demo bank '{DEMO_BANK}': {added} sample images newly banked.", err=True)
-        version = seed_demo_policy(db, actor="bastion serve --demo")
-        if version is not None:
-            typer.echo(f"Demo policy: version {version} set for organisation {DEMO_ORGANISATION!r}.", err=True)
     api = create_app(db, settings)
     threads = settings.worker_threads if workers is None else workers
     stop = None
