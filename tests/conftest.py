@@ -102,3 +102,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
     yield database
     _empty_all_tables(database)
     engine.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests marked ``slow`` first: with xdist, one worker starts the long crash test while the others share
+    everything else, instead of every other worker sitting idle at the end waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
