@@ -3,6 +3,7 @@ idempotency, bad input (nothing stored), organisation isolation."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 
@@ -68,6 +69,7 @@ def test_altered_copy_of_banked_image_is_removed_in_the_request(client, orgs, db
     item = r.json()["content"]
     assert item["status"] == "decided" and item["decision"]["outcome"] == "remove"
     assert item["jurisdictions"] == ["FR", "DE"] and item["uploader_id"] == "u-1"
+    assert item["sha256"] == hashlib.sha256(altered).hexdigest() and item["size_bytes"] == len(altered)
     evidence = item["decision"]["evidence"]
     assert evidence["matches"] and evidence["matches"][0]["bank"] == "alpha-known"
     assert evidence["matches"][0]["signal_type"] == "pdq" and evidence["matches"][0]["distance"] <= 31

@@ -16,6 +16,7 @@ surface, empty, oversized, mislabelled or undecodable content, a hostile URL. Ot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -92,11 +93,11 @@ class Payload:
     def source(self) -> str:
         return "upload" if self.data is not None else "text" if self.text is not None else "url"
 
-    def digest(self) -> str:
-        h = hashlib.sha256(self.source.encode())
-        h.update(b"\0")
-        h.update(self.data if self.data is not None else (self.text or self.url or "").encode("utf-8", "replace"))
-        return h.hexdigest()
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the bytes (the UTF-8 text, the URL string): computed once, for the fingerprint and the item."""
+        raw = self.data if self.data is not None else (self.text or self.url or "").encode("utf-8", "replace")
+        return hashlib.sha256(raw).hexdigest()
 
 
 @dataclass
@@ -107,7 +108,7 @@ class SubmitResult:
 
 def _fingerprint(meta: SubmissionMeta, payload: Payload) -> str:
     body = json.dumps([meta.external_id, meta.uploader_id, meta.jurisdictions, meta.surface, meta.language,
-                       payload.digest()], separators=(",", ":"))
+                       payload.source, payload.sha256], separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -138,9 +139,8 @@ class IntakeService:
             organisation_id=organisation_id, external_id=meta.external_id, uploader_id=meta.uploader_id,
             jurisdictions=meta.jurisdictions, surface=meta.surface, language=meta.language, source=payload.source,
             url=content.url, content_type=content.content_type.value, media_type=content.mime,
-            size_bytes=content.size, sha256=hashlib.sha256(content.data).hexdigest() if payload.data or payload.text
-            else None, signals=[], status="pending", idempotency_key=idempotency_key,
-            request_fingerprint=fingerprint,
+            size_bytes=content.size, sha256=payload.sha256 if payload.source != "url" else None, signals=[],
+            status="pending", idempotency_key=idempotency_key, request_fingerprint=fingerprint,
         )
         if self._decide_inline(content, fetch_enabled):
             try:

@@ -129,6 +129,24 @@ class _OwnedIds:
         return owned
 
 
+# The statement every hit is resolved through (built once: building it per query cost more than running it).
+_RESOLVE_BASE = (
+    select(
+        BankSignal.id,
+        BankSignal.signal_type,
+        BankSignal.entry_id,
+        Bank.name,
+        Bank.kind,
+        BankEntry.labels,
+        BankEntry.source,
+        Bank.id.label("bank_id"),
+    )
+    .join(BankEntry, BankEntry.id == BankSignal.entry_id)
+    .join(Bank, Bank.id == BankSignal.bank_id)
+    .where(BankEntry.enabled.is_(True), Bank.enabled.is_(True))
+)
+
+
 class Matcher:
     """Matches signals against the banks of one database. Call :meth:`refresh` to pick up bank changes."""
 
@@ -399,22 +417,7 @@ class Matcher:
         self, hits: dict[str, list[_Hit]], exact: list[tuple[str, str]], bank_ids: list[int] | None = None
     ) -> list[Match]:
         """Turn index hits and exact lookups into matches, keeping only enabled entries of enabled banks."""
-        cols = (
-            BankSignal.id,
-            BankSignal.signal_type,
-            BankSignal.entry_id,
-            Bank.name,
-            Bank.kind,
-            BankEntry.labels,
-            BankEntry.source,
-            Bank.id.label("bank_id"),
-        )
-        base = (
-            select(*cols)
-            .join(BankEntry, BankEntry.id == BankSignal.entry_id)
-            .join(Bank, Bank.id == BankSignal.bank_id)
-            .where(BankEntry.enabled.is_(True), Bank.enabled.is_(True))
-        )
+        base = _RESOLVE_BASE
         if bank_ids is not None:
             base = base.where(Bank.id.in_(bank_ids))
         by_id = {h.signal_id: h for hs in hits.values() for h in hs}
