@@ -390,3 +390,28 @@ def test_worker_decides_a_batch_in_one_pass_and_sets_a_bad_file_apart(db, orgs, 
         assert {j.status for j in s.scalars(select(Job))} == {"done"}
         assert s.scalar(select(func.count()).select_from(ContentBlob)) == 0
         assert s.scalar(select(func.count()).select_from(Decision)) == 4
+
+
+def test_worker_prunes_the_outbox_hourly(db, orgs, settings):
+    from datetime import timedelta
+
+    from bastion.storage.models import Webhook, WebhookDelivery, utcnow
+    from bastion.webhooks import emit
+
+    with db.session() as s:
+        hook = Webhook(organisation_id=orgs["alpha"][0], url="https://receiver.example/", secret_encrypted="x",
+                       events=[], enabled=True)
+        s.add(hook)
+        s.flush()
+        emit(s, orgs["alpha"][0], "decision.made", {"n": 1})
+        emit(s, orgs["alpha"][0], "decision.made", {"n": 2})
+    with db.session() as s:
+        old, pending = s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        old.status, old.last_attempt_at = "delivered", utcnow() - timedelta(days=31)
+        s.get(Event, old.event_id).created_at = utcnow() - timedelta(days=31)
+    worker = Worker(db, settings)
+    assert worker._maintain(now=1.0) is True
+    assert worker._maintain(now=2.0) is False  # not again within the hour
+    with db.session() as s:
+        assert [d.status for d in s.scalars(select(WebhookDelivery))] == ["pending"]
+        assert s.scalar(select(func.count()).select_from(Event)) == 1

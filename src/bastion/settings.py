@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="A worker holds a job this long, renewed while it works; a crashed worker's jobs are taken over "
         "by another worker after at most this long.",
     )
+    outbox_retention_days: float = Field(
+        default=30.0, ge=0,
+        description="Workers delete webhook events and deliveries finished (delivered or given up) longer ago than "
+        "this, once an hour (0: keep them for ever). Pending deliveries are always kept.",
+    )
     worker_threads: int = Field(
         default=1, ge=0, le=64,
         description="Worker threads bastion serve runs in-process (0: none; run bastion worker processes instead).",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -33,6 +34,7 @@ from bastion.storage.models import ContentBlob, ContentItem
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 20.0
+MAINTENANCE_SECONDS = 3600.0
 
 
 class Worker:
@@ -45,6 +47,7 @@ class Worker:
         self.pipeline = DecisionPipeline(db, settings, self.matcher, metrics)
         self.batch = batch
         self.processed = 0
+        self._next_maintenance = 0.0  # the first pass prunes
 
     @property
     def name(self) -> str:
@@ -62,7 +65,25 @@ class Worker:
             self._process_batch(content_jobs)
         elif content_jobs:
             self.handle(content_jobs[0])
+        self._maintain()
         return len(jobs) + self._deliver()
+
+    def _maintain(self, now: float | None = None) -> bool:
+        """Once an hour per worker: prune the webhook outbox (``BASTION_OUTBOX_RETENTION_DAYS``). True if it ran."""
+        now = time.monotonic() if now is None else now
+        if self.settings.outbox_retention_days <= 0 or now < self._next_maintenance:
+            return False
+        self._next_maintenance = now + MAINTENANCE_SECONDS
+        from bastion.webhooks.service import prune
+
+        try:
+            deliveries, events = prune(self.db, timedelta(days=self.settings.outbox_retention_days))
+        except Exception:  # noqa: BLE001 - housekeeping never stops the worker; the next hour retries
+            log.exception("outbox pruning failed")
+            return False
+        if deliveries or events:
+            log.info("outbox pruned", extra={"deliveries": deliveries, "events": events})
+        return True
 
     def _process_batch(self, jobs: list[ClaimedJob]) -> None:
         """Analyse each claimed submission, then record all their decisions in one transaction (one commit for the
