@@ -98,6 +98,11 @@ def _content_of(db: Database, org: str) -> str:
         return str(item.id)
 
 
+def _user_of(db: Database, org: str) -> str:
+    """A reviewer user of ``org``; returns its id (/v1/users/{user_id})."""
+    return str(AccountService(db).create_user(org, f"user{next(_seq)}@{org}.example", "reviewer").id)
+
+
 # Path parameter -> factory(db, owner organisation name) -> the path value naming a fresh resource of that owner.
 # A parameter name that means different things on different routes (e.g. "id") is registered per route instead,
 # keyed "<path>:<param>" (e.g. "/v1/webhooks/{id}:id").
@@ -108,6 +113,7 @@ OWNED_BY_ORGANISATION: dict[str, Callable[[Database, str], str]] = {
     "/v1/policy/versions/{version}:version": _policy_version_of,
     "webhook_id": _webhook_of,
     "delivery_id": _delivery_of,  # after webhook_id in the route's path: a delivery of that webhook
+    "user_id": _user_of,
 }
 # Path parameters that name nothing an organisation owns, with the value to use (the route's other parameters
 # carry the owned resource). "organisation": the organisation a bank is shared with.
@@ -120,6 +126,7 @@ PENDING_PARAMS: set[str] = set()
 # Bodies for routes whose handler would otherwise refuse the request before it looks the resource up (422).
 ISOLATION_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/v1/banks/{bank_name}/shares"): {"organisation": "org-b"},
+    ("PATCH", "/v1/users/{user_id}"): {"role": "lead"},
 }
 
 
@@ -248,7 +255,12 @@ def test_every_route_isolates_organisations(db, app, client):
         "owning organisation's resource in OWNED_BY_ORGANISATION, or the value in NOT_OWNED_PARAMS): "
         + "; ".join(unregistered)
     )
-    assert {"DELETE /v1/keys/{key_id}", "GET /c/bank/{bank_name}", "DELETE /c/bank/{bank_name}"} <= set(checked)
+    assert {
+        "DELETE /v1/keys/{key_id}",
+        "GET /c/bank/{bank_name}",
+        "DELETE /c/bank/{bank_name}",
+        "PATCH /v1/users/{user_id}",
+    } <= set(checked)
 
 
 def test_health_needs_no_key(client):

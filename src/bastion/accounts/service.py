@@ -1,4 +1,5 @@
-"""AccountService: organisations and their API keys (created, listed, revoked, authenticated).
+"""AccountService: organisations, their users (identities with a role) and API keys (created, listed, revoked,
+authenticated).
 
 A key looks like ``bst_<prefix>_<secret>``. The prefix (8 characters) is public: it is stored in clear, shown in
 listings and used to find the key's row. The secret (32 random bytes, base64url) is shown once, when the key is
@@ -20,16 +21,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bastion import audit
 from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from bastion.storage.db import Database
-from bastion.storage.models import ApiKey, Organisation, utcnow
+from bastion.storage.models import ApiKey, Organisation, User, utcnow
 
 SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics")
+# A user's role in their organisation (the review console's sign-in attaches to these identities). Later issues add
+# the authority and forum roles here.
+ROLES = ("reviewer", "lead", "admin")
+EMAIL_MAX = 320
+# A pragmatic address check (not full RFC 5322): a dot-atom local part of at most 64 characters, then a domain of
+# two or more DNS labels (letters, digits, inner hyphens; punycode for international names).
+_EMAIL_RE = re.compile(
+    r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+)
 KEY_PREFIX = "bst"
 PREFIX_LEN = 8
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
@@ -70,6 +81,22 @@ class ApiKeyInfo:
 
 
 @dataclass(frozen=True)
+class UserInfo:
+    """A person in an organisation, with one role. No credentials yet: sign-in comes with the review console."""
+
+    id: int
+    organisation_id: int
+    email: str
+    role: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: an organisation, through one of its keys, with these scopes."""
 
@@ -106,6 +133,34 @@ def _key_info(key: ApiKey) -> ApiKeyInfo:
         revoked_at=_aware(key.revoked_at),
         last_used_at=_aware(key.last_used_at),
     )
+
+
+def _user_info(user: User) -> UserInfo:
+    return UserInfo(
+        id=user.id,
+        organisation_id=user.organisation_id,
+        email=user.email,
+        role=user.role,
+        created_at=_aware(user.created_at),  # type: ignore[arg-type]
+    )
+
+
+def normalise_email(email: str) -> str:
+    """``email`` stripped, its domain lower-cased (the local part keeps its case); InvalidInput ``invalid_email``."""
+    if not isinstance(email, str):
+        raise InvalidInput("an email address is text", code="invalid_email")
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    clean = f"{local}{at}{domain.lower()}"
+    if len(clean) > EMAIL_MAX or not _EMAIL_RE.fullmatch(clean):
+        raise InvalidInput(f"not a valid email address: {email[:100]!r}", code="invalid_email")
+    return clean
+
+
+def validate_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {str(role)[:50]!r}; allowed: {', '.join(ROLES)}", code="invalid_role")
+    return role
 
 
 def validate_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
@@ -256,3 +311,100 @@ class AccountService:
             return Principal(
                 organisation_id=org.id, organisation_name=org.name, key_id=key.id, scopes=frozenset(key.scopes)
             )
+
+    # users
+
+    @staticmethod
+    def _user(s: Session, org: Organisation, user_id: int) -> User:
+        user = s.get(User, user_id) if isinstance(user_id, int) and 0 < user_id < 2**63 else None
+        if user is None or user.organisation_id != org.id:  # another organisation's user does not exist here
+            raise NotFound(f"no user {user_id} in organisation {org.name!r}", code="user_not_found")
+        return user
+
+    @staticmethod
+    def _lock_org(s: Session, org: Organisation) -> None:
+        """Serialise role changes within an organisation (PostgreSQL; SQLite's writer lock does it there)."""
+        s.execute(select(Organisation.id).where(Organisation.id == org.id).with_for_update())
+
+    @staticmethod
+    def _keep_an_admin(s: Session, user: User) -> None:
+        """Refuse to demote or delete the organisation's last admin user (Conflict ``last_admin``)."""
+        if user.role != "admin":
+            return
+        admins = s.scalar(
+            select(func.count(User.id)).where(User.organisation_id == user.organisation_id, User.role == "admin")
+        )
+        if (admins or 0) <= 1:
+            raise Conflict(
+                f"user {user.id} is the organisation's last admin; make another user admin first", code="last_admin"
+            )
+
+    def create_user(self, org: str | int, email: str, role: str = "reviewer") -> UserInfo:
+        """Add a person to an organisation with one of :data:`ROLES`; an address already there (ignoring case) is a
+        Conflict ``user_exists``."""
+        clean = normalise_email(email)
+        validate_role(role)
+        try:
+            with self.db.session() as s:
+                o = self._org(s, org)
+                taken = s.scalar(
+                    select(User.id).where(User.organisation_id == o.id, func.lower(User.email) == clean.lower())
+                )
+                if taken is not None:
+                    raise Conflict(f"{clean} is already a user of {o.name!r} (user {taken})", code="user_exists")
+                user = User(organisation_id=o.id, email=clean, role=role, created_at=utcnow())
+                s.add(user)
+                s.flush()
+                audit.append(s, self.actor, "user_created", f"user:{user.id}", {"email": clean, "role": role}, o.id)
+                return _user_info(user)
+        except IntegrityError as exc:  # a concurrent create of the same address
+            raise Conflict(f"{clean} is already a user of this organisation", code="user_exists") from exc
+
+    def list_users(self, org: str | int) -> list[UserInfo]:
+        with self.db.session() as s:
+            o = self._org(s, org)
+            return [
+                _user_info(u) for u in s.scalars(select(User).where(User.organisation_id == o.id).order_by(User.id))
+            ]
+
+    def get_user(self, org: str | int, user_id: int) -> UserInfo:
+        """One of ``org``'s users; another organisation's user is NotFound ``user_not_found``."""
+        with self.db.session() as s:
+            return _user_info(self._user(s, self._org(s, org), user_id))
+
+    def set_role(self, org: str | int, user_id: int, role: str) -> UserInfo:
+        """Change a user's role (no change, no audit record); the last admin cannot be demoted."""
+        validate_role(role)
+        with self.db.session() as s:
+            o = self._org(s, org)
+            self._lock_org(s, o)
+            user = self._user(s, o, user_id)
+            if user.role != role:
+                if role != "admin":
+                    self._keep_an_admin(s, user)
+                previous, user.role = user.role, role
+                s.flush()
+                audit.append(
+                    s,
+                    self.actor,
+                    "user_role_changed",
+                    f"user:{user.id}",
+                    {"email": user.email, "from": previous, "to": role},
+                    o.id,
+                )
+            return _user_info(user)
+
+    def delete_user(self, org: str | int, user_id: int) -> UserInfo:
+        """Remove a user from the organisation (the audit log keeps who they were); not the last admin."""
+        with self.db.session() as s:
+            o = self._org(s, org)
+            self._lock_org(s, o)
+            user = self._user(s, o, user_id)
+            self._keep_an_admin(s, user)
+            info = _user_info(user)
+            s.delete(user)
+            s.flush()
+            audit.append(
+                s, self.actor, "user_deleted", f"user:{info.id}", {"email": info.email, "role": info.role}, o.id
+            )
+            return info

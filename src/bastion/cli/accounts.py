@@ -1,4 +1,5 @@
-"""``bastion org`` and ``bastion key``: create organisations and manage their API keys from the shell.
+"""``bastion org``, ``bastion key`` and ``bastion user``: create organisations and manage their API keys and users
+from the shell.
 
 A new key's plaintext is printed once, here; Bastion keeps only its hash.
 """
@@ -81,3 +82,55 @@ def key_revoke(key_id: Annotated[int, typer.Argument(help="Key id (from `bastion
     """Revoke a key: it stops working at once."""
     info = _service().revoke_key(key_id)
     typer.echo(f"revoked key {info.id} ({info.prefix})")
+
+
+user_app = typer.Typer(
+    help="Users: people in an organisation with a role (reviewer, lead, admin); sign-in comes with the console.",
+    no_args_is_help=True,
+)
+
+
+@user_app.command("create")
+@handle_errors
+def user_create(
+    org: Annotated[str, typer.Argument(help="Organisation name or id.")],
+    email: Annotated[str, typer.Argument(help="The person's email address.")],
+    role: Annotated[str, typer.Option("--role", help="reviewer, lead or admin.")] = "reviewer",
+) -> None:
+    """Add a user to an organisation."""
+    user = _service().create_user(org, email, role)
+    typer.echo(f"created user {user.id} {user.email} ({user.role})")
+
+
+@user_app.command("list")
+@handle_errors
+def user_list(
+    org: Annotated[str, typer.Argument(help="Organisation name or id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List an organisation's users."""
+    for u in _service().list_users(org):
+        typer.echo(json.dumps(u.to_dict()) if as_json else f"{u.id}\t{u.email}\t{u.role}")
+
+
+@user_app.command("role")
+@handle_errors
+def user_role(
+    org: Annotated[str, typer.Argument(help="Organisation name or id.")],
+    user_id: Annotated[int, typer.Argument(help="User id (from `bastion user list`).")],
+    role: Annotated[str, typer.Argument(help="reviewer, lead or admin.")],
+) -> None:
+    """Change a user's role (the organisation's last admin cannot be demoted)."""
+    user = _service().set_role(org, user_id, role)
+    typer.echo(f"user {user.id} {user.email} is now {user.role}")
+
+
+@user_app.command("delete")
+@handle_errors
+def user_delete(
+    org: Annotated[str, typer.Argument(help="Organisation name or id.")],
+    user_id: Annotated[int, typer.Argument(help="User id (from `bastion user list`).")],
+) -> None:
+    """Remove a user from an organisation (the audit log keeps the record)."""
+    user = _service().delete_user(org, user_id)
+    typer.echo(f"deleted user {user.id} {user.email}")

@@ -12,7 +12,7 @@ import typer
 
 from bastion import __version__
 from bastion.cli._common import fail, get_database, handle_errors
-from bastion.cli.accounts import key_app, org_app
+from bastion.cli.accounts import key_app, org_app, user_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
 from bastion.cli.policy import app as policy_app
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(bank_app, name="bank")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
+app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(policy_app, name="policy")
