@@ -292,7 +292,12 @@ class AccountService:
             raise Unauthenticated("not a Bastion API key", code="invalid_api_key")
         prefix, secret = m.groups()
         with self.db.session() as s:
-            key = s.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            row = s.execute(
+                select(ApiKey, Organisation.name)
+                .join(Organisation, Organisation.id == ApiKey.organisation_id)
+                .where(ApiKey.prefix == prefix)
+            ).first()
+            key, org_name = (row[0], row[1]) if row is not None else (None, "")
             # Compare against a dummy hash when the prefix is unknown, so both paths do the same work.
             stored = key.secret_hash if key is not None else hash_secret("")
             if not hmac.compare_digest(stored, hash_secret(secret)) or key is None:
@@ -306,10 +311,9 @@ class AccountService:
             last = _aware(key.last_used_at)
             if last is None or now - last > LAST_USED_RESOLUTION:  # not a write on every request
                 key.last_used_at = now
-            org = s.get(Organisation, key.organisation_id)
-            assert org is not None
             return Principal(
-                organisation_id=org.id, organisation_name=org.name, key_id=key.id, scopes=frozenset(key.scopes)
+                organisation_id=key.organisation_id, organisation_name=org_name, key_id=key.id,
+                scopes=frozenset(key.scopes),
             )
 
     # users

@@ -104,6 +104,7 @@ class OrganisationContext:
     config: dict[str, Any]
     bank_ids: list[int]
     loaded_at: float
+    url_fetch_enabled: bool = False
 
 
 class DecisionPipeline:
@@ -125,7 +126,8 @@ class DecisionPipeline:
             org = s.get(Organisation, organisation_id)
             if org is None:
                 raise BastionError(f"organisation {organisation_id} does not exist", code="unknown_organisation")
-            ctx = OrganisationContext(dict(org.config or {}), visible_bank_ids(s, organisation_id), now)
+            ctx = OrganisationContext(dict(org.config or {}), visible_bank_ids(s, organisation_id), now,
+                                      bool(org.url_fetch_enabled))
         with self._contexts_lock:
             self._contexts[organisation_id] = ctx
         return ctx

@@ -35,7 +35,7 @@ from bastion.jobs.queue import JobQueue
 from bastion.settings import Settings
 from bastion.signals.url import canonical_url
 from bastion.storage.db import Database
-from bastion.storage.models import ContentBlob, ContentItem, Decision, Organisation
+from bastion.storage.models import ContentBlob, ContentItem, Decision
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,7 @@ class IntakeService:
             if replay is not None:
                 return replay
         content = self._content(payload)
-        with self.db.session() as s:
-            org = s.get(Organisation, organisation_id)
-            fetch_enabled = bool(org and org.url_fetch_enabled)
+        fetch_enabled = self.pipeline.organisation(organisation_id).url_fetch_enabled
         item = ContentItem(
             organisation_id=organisation_id, external_id=meta.external_id, uploader_id=meta.uploader_id,
             jurisdictions=meta.jurisdictions, surface=meta.surface, language=meta.language, source=payload.source,
