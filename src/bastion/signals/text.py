@@ -52,8 +52,6 @@ at similarity 0.5, in 683 characters.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import re
@@ -65,6 +63,7 @@ import numpy as np
 from bastion.content import Content, ContentType
 from bastion.errors import ContentTooLarge, InvalidSignal
 from bastion.settings import get_settings
+from bastion.signals import _base64
 from bastion.signals._digest import DigestSignalType
 from bastion.signals.base import Signal, SignalType
 
@@ -227,7 +226,7 @@ def minhash_signature(shingles: np.ndarray) -> np.ndarray:
 
 
 def encode_signature(sig: np.ndarray) -> str:
-    return MINHASH_PREFIX + base64.urlsafe_b64encode(sig.astype(">u4").tobytes()).rstrip(b"=").decode("ascii")
+    return _base64.encode(MINHASH_PREFIX, sig.astype(">u4").tobytes())
 
 
 _EMPTY_SIGNATURE = b"\xff" * _SIG_BYTES
@@ -235,23 +234,8 @@ _EMPTY_SIGNATURE = b"\xff" * _SIG_BYTES
 
 def _signature_bytes(value: str) -> bytes:
     """The 512 raw bytes of a ``text_minhash`` value; raises InvalidSignal if malformed."""
-    if not isinstance(value, str) or not value.startswith(MINHASH_PREFIX):
-        raise InvalidSignal(
-            f"text_minhash must start with {MINHASH_PREFIX!r}, got {str(value)!r:.40}",
-            code="minhash_bad_prefix",
-            signal_type="text_minhash",
-        )
-    body = value[len(MINHASH_PREFIX) :].strip().rstrip("=")
-    try:
-        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != _SIG_BYTES:
-        raise InvalidSignal(
-            f"text_minhash must carry {NUM_PERM} 32-bit values in URL-safe base64",
-            code="minhash_bad_length",
-            signal_type="text_minhash",
-        )
+    raw = _base64.decode(value, prefix=MINHASH_PREFIX, size=_SIG_BYTES, signal_type="text_minhash", code="minhash",
+                         carries=f"{NUM_PERM} 32-bit values")
     if raw == _EMPTY_SIGNATURE:
         raise InvalidSignal("text_minhash of an empty text", code="minhash_empty", signal_type="text_minhash")
     return raw
