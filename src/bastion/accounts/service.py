@@ -18,7 +18,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -110,15 +110,9 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes (stored as UTC): make them comparable with aware ones."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt
-
 
 def _org_info(org: Organisation) -> OrganisationInfo:
-    return OrganisationInfo(id=org.id, name=org.name, created_at=_aware(org.created_at))  # type: ignore[arg-type]
+    return OrganisationInfo(id=org.id, name=org.name, created_at=org.created_at)  # type: ignore[arg-type]
 
 
 def _key_info(key: ApiKey) -> ApiKeyInfo:
@@ -128,10 +122,10 @@ def _key_info(key: ApiKey) -> ApiKeyInfo:
         name=key.name,
         prefix=key.prefix,
         scopes=list(key.scopes),
-        created_at=_aware(key.created_at),  # type: ignore[arg-type]
-        expires_at=_aware(key.expires_at),
-        revoked_at=_aware(key.revoked_at),
-        last_used_at=_aware(key.last_used_at),
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
     )
 
 
@@ -141,7 +135,7 @@ def _user_info(user: User) -> UserInfo:
         organisation_id=user.organisation_id,
         email=user.email,
         role=user.role,
-        created_at=_aware(user.created_at),  # type: ignore[arg-type]
+        created_at=user.created_at,
     )
 
 
@@ -305,10 +299,10 @@ class AccountService:
             now = utcnow()
             if key.revoked_at is not None:
                 raise Unauthenticated("this API key has been revoked", code="api_key_revoked")
-            expires = _aware(key.expires_at)
+            expires = key.expires_at
             if expires is not None and expires <= now:
                 raise Unauthenticated("this API key has expired", code="api_key_expired")
-            last = _aware(key.last_used_at)
+            last = key.last_used_at
             if last is None or now - last > LAST_USED_RESOLUTION:  # not a write on every request
                 key.last_used_at = now
             return Principal(

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,7 +29,7 @@ from bastion.policy import Evidence, Verdict
 from bastion.settings import Settings
 from bastion.signals.base import Signal
 from bastion.storage.db import Database
-from bastion.storage.models import ContentBlob, ContentItem, Decision, Organisation, utcnow
+from bastion.storage.models import ContentBlob, ContentItem, Decision, Organisation, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,7 @@ def decision_dict(d: Decision) -> dict[str, Any]:
 def _iso(dt: Any) -> str | None:
     if dt is None:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.isoformat().replace("+00:00", "Z")
+    return as_utc(dt).isoformat().replace("+00:00", "Z")
 
 
 @dataclass

@@ -22,7 +22,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -150,6 +150,5 @@ class JobQueue:
             oldest = s.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
         age = 0.0
         if oldest is not None:
-            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
             age = max(0.0, (utcnow() - oldest).total_seconds())
         return {"queued": counts.get("queued", 0), "running": counts.get("running", 0), "oldest_queued_seconds": age}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -24,7 +24,7 @@ from bastion.errors import InvalidInput
 from bastion.policy import OUTCOMES, Evidence
 from bastion.policy.engine import compile_policy, decide
 from bastion.storage.db import Database
-from bastion.storage.models import ContentItem, Decision, utcnow
+from bastion.storage.models import ContentItem, Decision, as_utc, utcnow
 
 MAX_WINDOW = timedelta(days=3660)
 PAGE = 500
@@ -98,7 +98,7 @@ class BacktestReport:
 
 
 def _iso(at: datetime) -> str:
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+    return as_utc(at).isoformat()
 
 
 def _evidence(item: ContentItem, recorded: dict[str, Any] | None) -> Evidence:

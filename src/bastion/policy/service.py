@@ -17,7 +17,7 @@ import difflib
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from bastion.audit.log import lock_audit
 from bastion.errors import Conflict, InvalidPolicy, NotFound
 from bastion.policy.engine import CompiledPolicy, compile_policy, default_policy, default_source
 from bastion.storage.db import Database
-from bastion.storage.models import Organisation, PolicyVersion
+from bastion.storage.models import Organisation, PolicyVersion, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class PolicyVersionInfo:
     changed: bool = True  # set_policy(): False when the text equals the version already in force
 
     def to_dict(self) -> dict[str, Any]:
-        created = self.created_at if self.created_at.tzinfo else self.created_at.replace(tzinfo=UTC)
+        created = as_utc(self.created_at)
         out: dict[str, Any] = {
             "organisation_id": self.organisation_id,
             "version": self.version,

@@ -93,9 +93,7 @@ class WebhookDeliveryCollector(Collector):
             by_status.add_metric([status], counts.get(status, 0))
         retrying.add_metric([], n_retrying or 0)
         if first is not None:
-            from bastion.webhooks.service import _aware
-
-            oldest.add_metric([], max(0.0, (utcnow() - _aware(first)).total_seconds()))  # type: ignore[operator]
+            oldest.add_metric([], max(0.0, (utcnow() - first).total_seconds()))
         else:
             oldest.add_metric([], 0)
         yield by_status

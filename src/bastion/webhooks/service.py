@@ -38,15 +38,8 @@ ALL_PORTS = frozenset(range(1, 65536))
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes (stored as UTC)."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt
-
 
 def _iso(dt: datetime | None) -> str | None:
-    dt = _aware(dt)
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if dt is not None else None
 
 
@@ -99,7 +92,7 @@ def _webhook_info(w: Webhook) -> WebhookInfo:
         url=w.url,
         events=list(w.events or []),
         enabled=w.enabled,
-        created_at=_aware(w.created_at),  # type: ignore[arg-type]
+        created_at=w.created_at,
         created_by=w.created_by,
     )
 
@@ -112,12 +105,12 @@ def _delivery_info(d: WebhookDelivery, e: Event) -> DeliveryInfo:
         event_type=e.type,
         status=d.status,
         attempts=d.attempts,
-        next_attempt_at=_aware(d.next_attempt_at),
-        last_attempt_at=_aware(d.last_attempt_at),
+        next_attempt_at=d.next_attempt_at,
+        last_attempt_at=d.last_attempt_at,
         last_status=d.last_status,
         last_error=d.last_error,
-        delivered_at=_aware(d.delivered_at),
-        created_at=_aware(e.created_at),  # type: ignore[arg-type]
+        delivered_at=d.delivered_at,
+        created_at=e.created_at,
     )
 
 
