@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,37 +178,36 @@ class IntakeService:
 
     def _store_decided(self, item: ContentItem, analysis: Any, key: str | None, fingerprint: str,
                        actor: str) -> SubmitResult:
-        try:
-            with self.db.session() as s:
-                self.pipeline.prepare(item, analysis)  # decided before it is inserted: one INSERT, no UPDATE
-                s.add(item)
-                s.flush()  # the idempotency key's unique index answers a concurrent duplicate here
-                decision = self.pipeline.record(s, item, analysis, actor="policy")
-                out = content_summary(item)
-                out["decision"] = decision_dict(decision)
-        except IntegrityError:
-            if key:
-                replay = self._replay(item.organisation_id, key, fingerprint)
-                if replay is not None:
-                    return replay
-            raise
-        return SubmitResult(out, True)
+        def write(s: Any) -> dict[str, Any]:
+            decision = self.pipeline.record(s, item, analysis, actor="policy")
+            return {**content_summary(item), "decision": decision_dict(decision)}
+
+        self.pipeline.prepare(item, analysis)  # decided before it is inserted: one INSERT, no UPDATE
+        return self._insert(item, key, fingerprint, write)
 
     def _store_pending(self, item: ContentItem, content: Content, key: str | None, fingerprint: str) -> SubmitResult:
+        def write(s: Any) -> dict[str, Any]:
+            if content.content_type is not ContentType.URL:
+                s.add(ContentBlob(content_id=item.id, data=content.data))
+            JobQueue.enqueue(s, PROCESS_JOB, organisation_id=item.organisation_id, content_id=item.id)
+            return self._item_dict(s, item)
+
+        return self._insert(item, key, fingerprint, write)
+
+    def _insert(self, item: ContentItem, key: str | None, fingerprint: str,
+                write: Callable[[Any], dict[str, Any]]) -> SubmitResult:
+        """Insert ``item`` and what ``write`` adds in one transaction. A concurrent request with the same
+        Idempotency-Key loses on the key's unique index and answers with the winner's item."""
         try:
             with self.db.session() as s:
                 s.add(item)
                 s.flush()
-                if content.content_type is not ContentType.URL:
-                    s.add(ContentBlob(content_id=item.id, data=content.data))
-                JobQueue.enqueue(s, PROCESS_JOB, organisation_id=item.organisation_id, content_id=item.id)
-                out = self._item_dict(s, item)
+                out = write(s)
         except IntegrityError:
-            if key:
-                replay = self._replay(item.organisation_id, key, fingerprint)
-                if replay is not None:
-                    return replay
-            raise
+            replay = self._replay(item.organisation_id, key, fingerprint) if key else None
+            if replay is None:
+                raise
+            return replay
         return SubmitResult(out, True)
 
     def _replay(self, organisation_id: int, key: str, fingerprint: str) -> SubmitResult | None:
