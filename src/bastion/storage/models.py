@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -210,6 +211,11 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(32), default="reviewer")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)  # argon2id; None: cannot sign in
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # console preferences: blur strength, greyscale, autoplay, break reminder minutes (review/wellbeing.py)
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    daily_cap_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)  # exposure cap a lead set
 
     __table_args__ = (UniqueConstraint("organisation_id", "email", name="uq_users_organisation_id_email"),)
 
@@ -302,6 +308,7 @@ class ContentItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | decided | failed
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reach: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # views/followers the platform reported
     request_fingerprint: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -436,3 +443,146 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+# -- the review console (issue 4) -------------------------------------------------------------------------------------
+class UserSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored (like API keys)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt, for throttling by e-mail address and by client address (and for the audit trail)."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ReviewQueue(Base):
+    """A named queue of an organisation: which items land in it (policy outcome, jurisdictions, languages,
+    categories) and which roles may work it."""
+
+    __tablename__ = "review_queues"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    criteria: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # outcomes, jurisdictions, languages, categories
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = every role
+    sla_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # routing order: the first queue whose criteria hold
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_review_queues_organisation_id_name"),)
+
+
+class ReviewItem(Base):
+    """One piece of content waiting for (or done with) a person: first review, an escalation, a QA second look or
+    an appeal. Leased to one reviewer at a time until ``lease_expires_at``."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), index=True)
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the decision that sent it here
+    kind: Mapped[str] = mapped_column(String(16), default="review")  # review | escalation | qa | appeal
+    queue: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first
+    severity: Mapped[str] = mapped_column(String(16), default="normal")  # threat_to_life | high | normal | low
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    jurisdictions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | leased | done | cancelled
+    leased_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    excluded_user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # QA and appeals: not this one
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # QA: the review item it checks
+    appeal_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # an authority order's
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        # the next-item query: an organisation's open items in the reviewer's queues, best priority, oldest first
+        Index("ix_review_items_next", "organisation_id", "status", "queue", "priority", "created_at"),
+    )
+
+
+class ReviewDecision(Base):
+    """What a person decided on a review item (and, for QA, whether it agreed with the first reviewer)."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), unique=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    reviewer_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    # violating | not_violating | escalate_lead | escalate_law_enforcement | uphold | overturn
+    verdict: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str | None] = mapped_column(String(16), nullable=True)  # remove | restrict | allow | None
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    policy_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    restrict_in: Mapped[list[str]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    bank_entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # hashes banked by this decision
+    share_with_forum: Mapped[bool] = mapped_column(Boolean, default=False)
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the content decision it wrote
+    qa_of: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # QA: the review decision checked
+    agrees: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # from lease to decision
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Appeal(Base):
+    """A user's appeal against a decision on their content, sent by the platform through the API."""
+
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), index=True)
+    decision_id: Mapped[int] = mapped_column(BigInteger)  # the decision appealed
+    appellant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | upheld | overturned
+    original_reviewer_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ExposureRecord(Base):
+    """Seconds a reviewer spent with one item's media on screen (revealed or not): wellbeing breaks and daily caps."""
+
+    __tablename__ = "exposure_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    item_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    revealed_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_exposure_records_user_day", "user_id", "day"),)
