@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         description="Workers delete webhook events and deliveries finished (delivered or given up) longer ago than "
         "this, once an hour (0: keep them for ever). Pending deliveries are always kept.",
     )
+    review_lease_seconds: float = Field(
+        default=600.0, ge=10, le=86400,
+        description="A reviewer holds an item this long after opening it (renewed while the page is open); then "
+        "another reviewer may take it, and a decision on the expired lease is refused.",
+    )
     worker_threads: int = Field(
         default=1, ge=0, le=64,
         description="Worker threads bastion serve runs in-process (0: none; run bastion worker processes instead).",

@@ -33,7 +33,7 @@ Submitter = Annotated[Principal, Depends(require_scope("submit"))]
 Reader = Annotated[Principal, Depends(require_scope("submit", "review"))]
 OrgAdmin = Annotated[Principal, Depends(require_scope("admin"))]
 
-_META_FIELDS = ("content_id", "uploader_id", "jurisdictions", "surface", "language")
+_META_FIELDS = ("content_id", "uploader_id", "jurisdictions", "surface", "language", "reach")
 _SUBMIT_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -51,6 +51,7 @@ _SUBMIT_SCHEMA: dict[str, Any] = {
                         "jurisdictions": {"type": "string", "description": "comma-separated ISO 3166-1 codes"},
                         "surface": {"type": "string"},
                         "language": {"type": "string"},
+                        "reach": {"type": "string", "description": "views/followers: raises review priority"},
                     },
                 }
             },
@@ -66,6 +67,7 @@ _SUBMIT_SCHEMA: dict[str, Any] = {
                         "jurisdictions": {"type": "array", "items": {"type": "string"}},
                         "surface": {"type": "string"},
                         "language": {"type": "string"},
+                        "reach": {"type": "integer", "minimum": 0},
                     },
                 }
             },
@@ -209,8 +211,19 @@ async def _read_submission(request: Request) -> tuple[SubmissionMeta, Payload]:
         jurisdictions=_jurisdictions(fields.get("jurisdictions")),
         surface=_text_field(fields, "surface"),
         language=_text_field(fields, "language"),
+        reach=_reach(fields.get("reach")),
     )
     return meta, Payload(data=data, text=text, url=url)
+
+
+def _reach(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput("reach must be a whole number from 0 to 10^12", code="invalid_reach")
 
 
 class OrganisationSettings(BaseModel):

@@ -46,6 +46,9 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+REVIEWED_OUTCOMES = ("review", "escalate")  # decisions that put the content in a review queue
+
+
 def stored_signals(signals: list[Signal]) -> list[dict[str, Any]]:
     return [s.to_dict() for s in signals]
 
@@ -239,7 +242,7 @@ class DecisionPipeline:
         )
         session.add(decision)
         self.prepare(item, analysis, now)
-        if queued:  # only queued submissions have their bytes stored
+        if queued and v.outcome not in REVIEWED_OUTCOMES:  # bytes are kept only for the people who review them
             session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
         session.flush()
         details = {"external_id": item.external_id, "outcome": v.outcome, "rule": v.rule,
@@ -249,6 +252,10 @@ class DecisionPipeline:
         audit.append(session, actor, "decision_made", f"content:{item.id}", details,
                      organisation_id=item.organisation_id)
         _emit(session, item, "decision.made", {"content": content_summary(item), "decision": decision_dict(decision)})
+        if v.outcome in REVIEWED_OUTCOMES:  # a person looks at it: queued in the same transaction
+            from bastion.review.service import enqueue
+
+            enqueue(session, item, decision)
         if self.metrics is not None:
             self.metrics.observe(item.source, item.content_type, v.outcome,
                                  sorted({m["bank"] for m in analysis.evidence.matches}), analysis.timings)

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.content import Content, ContentType
-from bastion.decisions.pipeline import DecisionPipeline, content_summary, decision_dict
+from bastion.decisions.pipeline import REVIEWED_OUTCOMES, DecisionPipeline, content_summary, decision_dict
 from bastion.errors import BastionError, Conflict, InvalidInput, NotFound
 from bastion.jobs.queue import JobQueue
 from bastion.settings import Settings
@@ -49,6 +49,15 @@ _ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")  # printable ASCII,
 PROCESS_JOB = "process_content"
 
 
+def validate_jurisdiction(raw: str) -> str:
+    """An ISO 3166-1 alpha-2 code (or EU), upper-cased, aliases resolved; InvalidInput ``invalid_jurisdiction``."""
+    code = JURISDICTION_ALIASES.get(raw.strip().upper(), raw.strip().upper())
+    if code not in EXTRA_JURISDICTIONS and code not in iso3166.countries_by_alpha2:
+        raise InvalidInput(f"unknown jurisdiction {raw!r}: use ISO 3166-1 alpha-2 country codes (or EU)",
+                           code="invalid_jurisdiction", jurisdiction=raw)
+    return code
+
+
 @dataclass
 class SubmissionMeta:
     external_id: str
@@ -56,6 +65,7 @@ class SubmissionMeta:
     jurisdictions: list[str] = field(default_factory=list)
     surface: str | None = None
     language: str | None = None
+    reach: int | None = None  # views, shares or followers the platform counts: raises review priority
 
     def validated(self) -> SubmissionMeta:
         if not self.external_id or len(self.external_id) > 200 or not _ID.fullmatch(self.external_id):
@@ -65,10 +75,7 @@ class SubmissionMeta:
             raise InvalidInput("uploader_id must be 1-200 printable ASCII characters", code="invalid_uploader_id")
         codes: list[str] = []
         for raw in self.jurisdictions:
-            code = JURISDICTION_ALIASES.get(raw.strip().upper(), raw.strip().upper())
-            if code not in EXTRA_JURISDICTIONS and code not in iso3166.countries_by_alpha2:
-                raise InvalidInput(f"unknown jurisdiction {raw!r}: use ISO 3166-1 alpha-2 country codes (or EU)",
-                                   code="invalid_jurisdiction", jurisdiction=raw)
+            code = validate_jurisdiction(raw)
             if code not in codes:
                 codes.append(code)
         surface = self.surface.strip().lower() if self.surface else None
@@ -79,7 +86,10 @@ class SubmissionMeta:
         if language is not None and not _LANGUAGE.fullmatch(language):
             raise InvalidInput(f"language {self.language!r} is not a BCP 47 tag (e.g. 'en', 'fr', 'ar-SY')",
                                code="invalid_language")
-        return SubmissionMeta(self.external_id, self.uploader_id, codes, surface, language)
+        reach = self.reach
+        if reach is not None and (isinstance(reach, bool) or not isinstance(reach, int) or not 0 <= reach <= 10**12):
+            raise InvalidInput("reach must be a whole number from 0 to 10^12", code="invalid_reach")
+        return SubmissionMeta(self.external_id, self.uploader_id, codes, surface, language, reach)
 
 
 @dataclass
@@ -109,7 +119,8 @@ class SubmitResult:
 
 def _fingerprint(meta: SubmissionMeta, payload: Payload) -> str:
     body = json.dumps([meta.external_id, meta.uploader_id, meta.jurisdictions, meta.surface, meta.language,
-                       payload.source, payload.sha256], separators=(",", ":"))
+                       payload.source, payload.sha256] + ([meta.reach] if meta.reach is not None else []),
+                      separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -136,7 +147,8 @@ class IntakeService:
         fetch_enabled = self.pipeline.organisation(organisation_id).url_fetch_enabled
         item = ContentItem(
             organisation_id=organisation_id, external_id=meta.external_id, uploader_id=meta.uploader_id,
-            jurisdictions=meta.jurisdictions, surface=meta.surface, language=meta.language, source=payload.source,
+            jurisdictions=meta.jurisdictions, surface=meta.surface, language=meta.language, reach=meta.reach,
+            source=payload.source,
             url=content.url, content_type=content.content_type.value, media_type=content.mime,
             size_bytes=content.size, sha256=payload.sha256 if payload.source != "url" else None, signals=[],
             status="pending", idempotency_key=idempotency_key, request_fingerprint=fingerprint,
@@ -151,7 +163,7 @@ class IntakeService:
             else:
                 if content.content_type is ContentType.URL and fetch_enabled and analysis.verdict.outcome == "allow":
                     return self._store_pending(item, content, idempotency_key, fingerprint)
-                return self._store_decided(item, analysis, idempotency_key, fingerprint, actor)
+                return self._store_decided(item, content, analysis, idempotency_key, fingerprint, actor)
         return self._store_pending(item, content, idempotency_key, fingerprint)
 
     def _content(self, payload: Payload) -> Content:
@@ -176,9 +188,11 @@ class IntakeService:
             (content.size or 0) <= self.settings.inline_decision_bytes
         )
 
-    def _store_decided(self, item: ContentItem, analysis: Any, key: str | None, fingerprint: str,
+    def _store_decided(self, item: ContentItem, content: Content, analysis: Any, key: str | None, fingerprint: str,
                        actor: str) -> SubmitResult:
         def write(s: Any) -> dict[str, Any]:
+            if analysis.verdict.outcome in REVIEWED_OUTCOMES and content.content_type is not ContentType.URL:
+                s.add(ContentBlob(content_id=item.id, data=content.data))  # the reviewer will need to see it
             decision = self.pipeline.record(s, item, analysis, actor="policy")
             return {**content_summary(item), "decision": decision_dict(decision)}
 

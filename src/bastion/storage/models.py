@@ -485,7 +485,7 @@ class ReviewQueue(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
-    criteria: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # outcomes, jurisdictions, languages, categories
+    criteria: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # outcomes, jurisdictions, languages...
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = every role
     sla_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     position: Mapped[int] = mapped_column(Integer, default=0)  # routing order: the first queue whose criteria hold
@@ -549,7 +549,7 @@ class ReviewDecision(Base):
     decision_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the content decision it wrote
     qa_of: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # QA: the review decision checked
     agrees: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # from lease to decision
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # time to decision: queued to decided
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
