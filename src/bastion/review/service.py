@@ -433,8 +433,17 @@ class ReviewService:
         now = utcnow()
         banked: dict[str, Any] | None = None
         with self.db.session() as s:
+            # Take the row for this transaction only if the lease is still ours (a row lock on PostgreSQL, the write
+            # lock on SQLite): a lease that runs out while we write cannot be handed to someone else meanwhile.
+            held = s.execute(update(ReviewItem).where(
+                ReviewItem.id == item_id, ReviewItem.organisation_id == reviewer.organisation_id,
+                ReviewItem.status == "leased", ReviewItem.leased_by == reviewer.user_id,
+                ReviewItem.lease_expires_at > now).values(lease_expires_at=ReviewItem.lease_expires_at)
+                .execution_options(synchronize_session=False)).rowcount
             row = self._item(s, reviewer, item_id)
-            self._check_lease(row, reviewer, now)
+            if held != 1:
+                self._check_lease(row, reviewer, now)
+                raise LeaseLost("you no longer hold this item; open it again", item_id=row.id)
             if row.excluded_user_id == reviewer.user_id:
                 raise Forbidden("you made the decision under review here; another reviewer must decide it",
                                 code="own_decision")
