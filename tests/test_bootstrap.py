@@ -91,3 +91,32 @@ def test_a_wrong_secret_still_fails_after_bootstrap(db):
     ensure_admin(db)
     with pytest.raises(Unauthenticated):
         AccountService(db).authenticate("bst_aaaaaaaa_" + "x" * 40)
+
+
+def test_serve_creates_an_admin_user_with_a_one_time_password(db, monkeypatch):
+    from bastion.accounts.bootstrap import ensure_admin_user
+    from bastion.accounts.sessions import SessionService
+    from bastion.settings import get_settings
+
+    first = _serve(monkeypatch, "--port", "8123")
+    assert "http://127.0.0.1:8123/console/" in first.stderr and "admin@bastion.localhost" in first.stderr
+    password = re.search(r"one-time password:\n\s+(\S+)", first.stderr).group(1)
+    assert password not in first.stdout
+    users = AccountService(db).list_users("admin")
+    assert [(u.email, u.role) for u in users] == [("admin@bastion.localhost", "admin")]
+    signed_in = SessionService(db, get_settings()).sign_in("admin@bastion.localhost", password)
+    assert signed_in.user.organisation_name == "admin" and signed_in.user.role == "admin"
+    second = _serve(monkeypatch)
+    assert "one-time password" not in second.output and password not in second.output
+    assert ensure_admin_user(db) is None and len(AccountService(db).list_users("admin")) == 1
+
+
+def test_admin_email_is_a_setting(db, monkeypatch):
+    from bastion.accounts.bootstrap import ensure_admin_user
+
+    monkeypatch.setenv("BASTION_ADMIN_EMAIL", "ops@platform.example")
+    reset_settings_cache()
+    assert ensure_admin_user(db) is None  # no admin organisation yet
+    ensure_admin(db)
+    email, password = ensure_admin_user(db)
+    assert email == "ops@platform.example" and len(password) >= 12

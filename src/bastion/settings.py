@@ -131,6 +131,36 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(
         default=3600.0, gt=0, description="Longest delay between two attempts of a webhook delivery."
     )
+    admin_email: str = Field(
+        default="admin@bastion.localhost",
+        description="Address of the admin user created, with a one-time password printed once, on first start.",
+    )
+    console_session_idle_minutes: float = Field(
+        default=30.0, gt=0, le=24 * 60,
+        description="A console session unused for this long ends (the reviewer signs in again).",
+    )
+    console_session_max_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30,
+        description="A console session ends this long after sign-in, however active.",
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="Mark console cookies Secure even when the request reached Bastion over plain http (set it "
+        "behind a TLS-terminating proxy). Requests that arrive over https always get Secure cookies.",
+    )
+    login_max_failures_per_email: int = Field(
+        default=5, ge=1, le=1000,
+        description="Failed console sign-ins for one address within login_throttle_minutes before further tries "
+        "are refused (429 too_many_attempts) without checking the password.",
+    )
+    login_max_failures_per_client: int = Field(
+        default=20, ge=1, le=100000,
+        description="Failed console sign-ins from one client address within login_throttle_minutes before further "
+        "tries from it are refused (429 too_many_attempts).",
+    )
+    login_throttle_minutes: float = Field(
+        default=15.0, gt=0, le=24 * 60, description="The window in which failed console sign-ins are counted."
+    )
 
 
 @lru_cache(maxsize=1)

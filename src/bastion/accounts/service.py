@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bastion import audit
 from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from bastion.storage.db import Database
-from bastion.storage.models import ApiKey, Organisation, User, utcnow
+from bastion.storage.models import ApiKey, Organisation, User, UserSession, utcnow
 
 SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics")
 # A user's role in their organisation (the review console's sign-in attaches to these identities). Later issues add
@@ -109,6 +109,15 @@ class Principal:
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
+
+def revoke_user_sessions(s: Session, user_id: int) -> int:
+    """Revoke every live console session of a user, in ``s``'s transaction; how many were revoked."""
+    result = s.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount or 0)
 
 
 def _org_info(org: Organisation) -> OrganisationInfo:
@@ -306,7 +315,9 @@ class AccountService:
             if last is None or now - last > LAST_USED_RESOLUTION:  # not a write on every request
                 key.last_used_at = now
             return Principal(
-                organisation_id=key.organisation_id, organisation_name=org_name, key_id=key.id,
+                organisation_id=key.organisation_id,
+                organisation_name=org_name,
+                key_id=key.id,
                 scopes=frozenset(key.scopes),
             )
 
@@ -400,9 +411,67 @@ class AccountService:
             user = self._user(s, o, user_id)
             self._keep_an_admin(s, user)
             info = _user_info(user)
+            revoke_user_sessions(s, user.id)
             s.delete(user)
             s.flush()
             audit.append(
                 s, self.actor, "user_deleted", f"user:{info.id}", {"email": info.email, "role": info.role}, o.id
             )
             return info
+
+    def find_user(self, org: str | int, email: str) -> UserInfo:
+        """``org``'s user with this address (ignoring case), or NotFound ``user_not_found``."""
+        clean = normalise_email(email)
+        with self.db.session() as s:
+            o = self._org(s, org)
+            user = s.scalar(select(User).where(User.organisation_id == o.id, func.lower(User.email) == clean.lower()))
+            if user is None:
+                raise NotFound(f"no user {clean} in organisation {o.name!r}", code="user_not_found")
+            return _user_info(user)
+
+    def set_password(self, org: str | int, user_id: int, password: str) -> UserInfo:
+        """Set a user's console password (argon2id; InvalidInput ``weak_password`` under 12 characters) and sign
+        out every session they have. Audited as ``password_set`` (never with the password or its hash)."""
+        from bastion.accounts.passwords import hash_password
+
+        hashed = hash_password(password)  # validate and hash before taking any lock: it is deliberately slow
+        with self.db.session() as s:
+            o = self._org(s, org)
+            user = self._user(s, o, user_id)
+            user.password_hash = hashed
+            revoked = revoke_user_sessions(s, user.id)
+            s.flush()
+            audit.append(
+                s,
+                self.actor,
+                "password_set",
+                f"user:{user.id}",
+                {"email": user.email, "sessions_revoked": revoked},
+                o.id,
+            )
+            return _user_info(user)
+
+    def set_disabled(self, org: str | int, user_id: int, disabled: bool) -> UserInfo:
+        """Disable a user (they cannot sign in; their sessions end at once) or enable them again. The last enabled
+        admin cannot be disabled (Conflict ``last_admin``). Audited as ``user_disabled`` / ``user_enabled``."""
+        with self.db.session() as s:
+            o = self._org(s, org)
+            self._lock_org(s, o)
+            user = self._user(s, o, user_id)
+            if user.disabled == disabled:
+                return _user_info(user)
+            if disabled and user.role == "admin":
+                others = s.scalar(
+                    select(func.count(User.id)).where(
+                        User.organisation_id == o.id, User.role == "admin", User.disabled.is_(False), User.id != user.id
+                    )
+                )
+                if not others:
+                    raise Conflict(f"user {user.id} is the organisation's last enabled admin", code="last_admin")
+            user.disabled = disabled
+            revoked = revoke_user_sessions(s, user.id) if disabled else 0
+            s.flush()
+            action = "user_disabled" if disabled else "user_enabled"
+            details = {"email": user.email, "sessions_revoked": revoked}
+            audit.append(s, self.actor, action, f"user:{user.id}", details, o.id)
+            return _user_info(user)

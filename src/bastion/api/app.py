@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,6 +25,8 @@ from bastion.api.policy import add_policy_routes
 from bastion.api.users import add_user_routes
 from bastion.api.webhooks import add_webhook_routes
 from bastion.banks.service import BankService
+from bastion.console import install_console
+from bastion.console.oidc import IdentityProvider
 from bastion.errors import BastionError
 from bastion.settings import Settings
 from bastion.storage.db import Database
@@ -39,22 +41,36 @@ def _error(status: int, code: str, message: str, details: dict[str, Any] | None 
     return JSONResponse({"error": body}, status_code=status)
 
 
+def _is_console(request: Request) -> bool:
+    path = request.url.path
+    return path == "/console" or path.startswith("/console/")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    """JSON errors everywhere except under /console, which answers with pages (bastion.console.render)."""
+    from bastion.console.render import console_error
+
     @app.exception_handler(BastionError)
-    async def bastion_error(_: Request, exc: BastionError) -> JSONResponse:
+    async def bastion_error(request: Request, exc: BastionError) -> Response:
+        if _is_console(request):
+            return console_error(request, exc.http_status, exc.code, exc.message)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
         ]
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        if _is_console(request):
+            return console_error(request, 422, "invalid_request", f"{first['field']}: {first['message']}")
         return _error(422, "invalid_request", f"{first['field']}: {first['message']}", {"problems": problems})
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
+        if _is_console(request):
+            return console_error(request, exc.status_code, code, str(exc.detail))
         return _error(exc.status_code, code, str(exc.detail))
 
 
@@ -134,7 +150,9 @@ def _add_v1_routes(r: FastAPI) -> None:
         return {"key": info.to_dict()}
 
 
-def create_app(db: Database, settings: Settings) -> FastAPI:
+def create_app(db: Database, settings: Settings, identity_provider: IdentityProvider | None = None) -> FastAPI:
+    """The app: the JSON API, the HMA-compatible routes and the review console (``identity_provider``: the
+    console's single sign-on hook, see bastion.console.oidc)."""
     app = FastAPI(title="Bastion", version=__version__)
     app.state.db = db
     app.state.settings = settings
@@ -146,4 +164,5 @@ def create_app(db: Database, settings: Settings) -> FastAPI:
     add_user_routes(app)  # /v1/users (issue 3 §2)
     install_ops(app)  # /healthz, /readyz, /metrics, request ids
     install_content(app)  # POST/GET /v1/content, /v1/organisation (issue 3 §3); after install_ops (metrics)
+    install_console(app, identity_provider)  # /console: the browser review console (issue 4)
     return app

@@ -85,7 +85,7 @@ def key_revoke(key_id: Annotated[int, typer.Argument(help="Key id (from `bastion
 
 
 user_app = typer.Typer(
-    help="Users: people in an organisation with a role (reviewer, lead, admin); sign-in comes with the console.",
+    help="Users: people in an organisation with a role (reviewer, lead, admin) who sign in to the console.",
     no_args_is_help=True,
 )
 
@@ -134,3 +134,41 @@ def user_delete(
     """Remove a user from an organisation (the audit log keeps the record)."""
     user = _service().delete_user(org, user_id)
     typer.echo(f"deleted user {user.id} {user.email}")
+
+
+@user_app.command("password")
+@handle_errors
+def user_password(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    org: Annotated[str, typer.Option("--org", help="Organisation name or id.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (first line).")
+    ] = False,
+) -> None:
+    """Set a user's console password (at least 12 characters) and sign out their sessions.
+
+    The password is read from a prompt (typed twice, not echoed) or with --password-stdin from standard input,
+    never from the command line, where other users of the machine and the shell history would see it.
+    """
+    import sys
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    service = _service()
+    user = service.find_user(org, email)
+    service.set_password(org, user.id, password)
+    typer.echo(f"password set for user {user.id} {user.email}; their console sessions were signed out")
+
+
+@user_app.command("disable")
+@handle_errors
+def user_disable(
+    org: Annotated[str, typer.Argument(help="Organisation name or id.")],
+    user_id: Annotated[int, typer.Argument(help="User id (from `bastion user list`).")],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable the user again instead.")] = False,
+) -> None:
+    """Disable a user (no sign-in; their sessions end at once), or with --enable let them sign in again."""
+    user = _service().set_disabled(org, user_id, not enable)
+    typer.echo(f"user {user.id} {user.email} is now {'enabled' if enable else 'disabled'}")

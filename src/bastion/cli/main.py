@@ -209,10 +209,11 @@ def serve(
         typer.Option("--workers", min=0, max=64, help="In-process worker threads (default BASTION_WORKER_THREADS)."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API (uvicorn). On an empty database, first creates an admin key and prints it once."""
+    """Serve the HTTP API and the review console (uvicorn). On an empty database, first creates an admin key and an
+    admin console user and prints their secrets once."""
     import uvicorn
 
-    from bastion.accounts.bootstrap import DEMO_ORGANISATION, DEMO_SCOPES, ensure_admin
+    from bastion.accounts.bootstrap import DEMO_ORGANISATION, DEMO_SCOPES, ensure_admin, ensure_admin_user
     from bastion.api.app import create_app
     from bastion.logging import configure_logging
     from bastion.settings import get_settings
@@ -223,6 +224,16 @@ def serve(
     secret = ensure_admin(db)
     if secret:
         _announce_secret(f"organisation {settings.admin_organisation!r} (every scope)", secret)
+    admin_user = ensure_admin_user(db)
+    if admin_user:
+        shown_host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        typer.echo(
+            f"Review console: http://{shown_host}:{port}/console/\n"
+            f"    sign in as {admin_user[0]} with the one-time password:\n    {admin_user[1]}\n"
+            "This password is shown once and never again: sign in and change it "
+            f"(bastion user password {admin_user[0]} --org {settings.admin_organisation}).",
+            err=True,
+        )
     if demo:
         from bastion.demo import seed_demo
 
