@@ -105,6 +105,28 @@ def _user_of(db: Database, org: str) -> str:
     return str(AccountService(db).create_user(org, f"user{next(_seq)}@{org}.example", "reviewer").id)
 
 
+def _appeal_of(db: Database, org: str) -> str:
+    """An open appeal (a bare row) on a submission of ``org``; returns its id (/v1/appeals/{appeal_id})."""
+    from bastion.storage.models import Appeal
+
+    org_id = AccountService(db).get_organisation(org).id
+    content_id = int(_content_of(db, org))
+    with db.session() as s:
+        appeal = Appeal(organisation_id=org_id, content_id=content_id, decision_id=0, reason="generated")
+        s.add(appeal)
+        s.flush()
+        return str(appeal.id)
+
+
+def _review_queue_of(db: Database, org: str) -> str:
+    """A review queue defined by ``org``; returns its name (/v1/review/queues/{name})."""
+    from bastion.review import ReviewService
+    from bastion.settings import Settings
+
+    org_id = AccountService(db).get_organisation(org).id
+    return ReviewService(db, Settings()).create_queue("test", org_id, f"queue-{next(_seq)}")["name"]
+
+
 # Path parameter -> factory(db, owner organisation name) -> the path value naming a fresh resource of that owner.
 # A parameter name that means different things on different routes (e.g. "id") is registered per route instead,
 # keyed "<path>:<param>" (e.g. "/v1/webhooks/{id}:id").
@@ -116,6 +138,8 @@ OWNED_BY_ORGANISATION: dict[str, Callable[[Database, str], str]] = {
     "webhook_id": _webhook_of,
     "delivery_id": _delivery_of,  # after webhook_id in the route's path: a delivery of that webhook
     "user_id": _user_of,
+    "appeal_id": _appeal_of,
+    "/v1/review/queues/{name}:name": _review_queue_of,
 }
 # Path parameters that name nothing an organisation owns, with the value to use (the route's other parameters
 # carry the owned resource). "organisation": the organisation a bank is shared with.
