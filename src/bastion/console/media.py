@@ -52,16 +52,24 @@ def signature(settings: Settings, item_id: int, content_id: int, user_id: int, e
     return hmac.new(_key(settings), msg, hashlib.sha256).hexdigest()
 
 
-def media_url(settings: Settings, item_id: int, content_id: int, user_id: int, *, now: float | None = None,
-              seconds: int = URL_SECONDS) -> str:
+def media_url(
+    settings: Settings,
+    item_id: int,
+    content_id: int,
+    user_id: int,
+    *,
+    now: float | None = None,
+    seconds: int = URL_SECONDS,
+) -> str:
     """The signed URL of a review item's content for one user."""
     expires = int((now if now is not None else time.time()) + seconds)
     sig = signature(settings, item_id, content_id, user_id, expires)
     return f"{PREFIX}/media/{item_id}?exp={expires}&sig={sig}"
 
 
-def verify(settings: Settings, item_id: int, content_id: int, user_id: int, expires: int, sig: str,
-           now: float | None = None) -> None:
+def verify(
+    settings: Settings, item_id: int, content_id: int, user_id: int, expires: int, sig: str, now: float | None = None
+) -> None:
     """MediaUrlInvalid unless ``sig`` is this user's unexpired signature for this item and content."""
     expected = signature(settings, item_id, content_id, user_id, expires)
     if not sig or not hmac.compare_digest(expected.encode(), sig.encode()):
@@ -73,8 +81,12 @@ def verify(settings: Settings, item_id: int, content_id: int, user_id: int, expi
 def response_headers(media_type: str | None, content_id: int) -> tuple[str, dict[str, str]]:
     """The Content-Type and headers the bytes are served with (see the module docstring)."""
     mime = (media_type or "").split(";")[0].strip().lower() or "application/octet-stream"
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": MEDIA_CSP,
-               "Cache-Control": "private, no-store", "Cross-Origin-Resource-Policy": "same-origin"}
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": MEDIA_CSP,
+        "Cache-Control": "private, no-store",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
     if any(marker in mime for marker in ACTIVE_MARKERS):
         mime = "text/plain; charset=utf-8"
         headers["Content-Disposition"] = f'attachment; filename="content-{content_id}.txt"'
