@@ -9,8 +9,8 @@ pieces later pages reuse:
   ``content``, ``head``, ``scripts``); ``render.NAV`` names the navigation's pages.
 - ``security``: cookie helpers and the security headers every console response gets.
 
-:func:`install_console` adds it all to an app; a new page module adds ``add_xxx_routes(router)`` to
-:data:`ROUTE_MODULES` order in :func:`install_console`.
+:func:`install_console` adds it all to an app; a new page module defines ``add_xxx_routes(router)`` and is called
+there, next to ``add_auth_routes`` (docs/console.md, "Adding a page").
 """
 
 from __future__ import annotations
