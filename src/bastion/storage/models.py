@@ -521,10 +521,12 @@ class ReviewItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (
-        # the next-item query: an organisation's open items in the reviewer's queues, best priority, oldest first
-        Index("ix_review_items_next", "organisation_id", "status", "queue", "priority", "created_at"),
-    )
+
+# The next-item query's order (priority DESC, created_at, id): within one queue, and across queues (migration 0008).
+Index("ix_review_items_queue_next", ReviewItem.organisation_id, ReviewItem.status, ReviewItem.queue,
+      ReviewItem.priority.desc(), ReviewItem.created_at, ReviewItem.id)
+Index("ix_review_items_org_next", ReviewItem.organisation_id, ReviewItem.status, ReviewItem.priority.desc(),
+      ReviewItem.created_at, ReviewItem.id)
 
 
 class ReviewDecision(Base):
