@@ -103,7 +103,8 @@
     }
     post(d.exposureUrl, params).then(function (r) { return r.ok ? r.json() : null; }).then(function (body) {
       if (body && body.cap_reached) {
-        say("You have reached today's exposure limit: finish this item, then rest. No more items today.");
+        var capBox = document.getElementById("cap-alert");
+        if (capBox) { capBox.hidden = false; }
       }
     }).catch(function () {});
   }
