@@ -82,7 +82,12 @@ class World:
     ) -> dict:
         self.matcher.refresh(force=True)
         payload = Payload(data=data) if data is not None else Payload(text=text)
-        return self.intake.submit(self.orgs[org], SubmissionMeta(external_id=external_id, **meta), payload).item
+        item = self.intake.submit(self.orgs[org], SubmissionMeta(external_id=external_id, **meta), payload).item
+        if item["status"] == "pending":  # video, PDF: decided by a worker
+            from bastion.jobs.worker import Worker
+
+            Worker(self.db, self.settings, matcher=self.matcher).run_once()
+        return item
 
 
 @pytest.fixture
@@ -288,6 +293,18 @@ def test_a_violating_decision_through_the_form_banks_and_goes_to_the_next_item(w
         content_id = s.get(ReviewItem, item_id).content_id
     missing = r1.post(f"/console/items/{item_id}/decide", data={"csrf_token": token, "verdict": "violating"})
     assert missing.status_code == 400 and 'data-code="category_required"' in missing.text
+    other_bank = r1.post(
+        f"/console/items/{item_id}/decide",
+        data={
+            "csrf_token": token,
+            "verdict": "violating",
+            "category": "propaganda",
+            "policy_reference": "TOS 4.2",
+            "add_to_bank": "1",
+            "bank": "beta-known",
+        },
+    )
+    assert other_bank.status_code == 400 and 'data-code="bank_not_found"' in other_bank.text
     r = r1.post(
         f"/console/items/{item_id}/decide",
         follow_redirects=False,
@@ -479,3 +496,49 @@ def test_preferences_are_saved_and_change_the_item_view(world, clients, db):
     assert bad.status_code == 400 and 'data-code="invalid_preference"' in bad.text
     _, view = open_next(r1)
     assert 'data-blur="30"' in view.text and 'class="wb-media"' in view.text and 'data-break-minutes="20"' in view.text
+
+
+def _text_pdf(text: str) -> bytes:
+    content = b"BT /F1 11 Tf 50 750 Td (" + text.encode("latin-1") + b") Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_item_shows_its_text_and_says_pages_are_not_rendered(world, clients):
+    world.submit(data=_text_pdf("A harmless leaflet about the village fete"), external_id="pdf-1")
+    r1 = clients("r1@alpha.example")
+    _, view = open_next(r1)
+    assert 'id="pdf-note"' in view.text and "no PDF renderer" in view.text
+    assert "A harmless leaflet about the village fete" in view.text
+
+
+def test_video_is_muted_and_autoplays_only_by_preference(world, clients, db, tmp_path):
+    samples.generate_video(tmp_path / "v.mp4", seconds=2.0, fps=10, size=(160, 120), seed=3)
+    world.submit(data=(tmp_path / "v.mp4").read_bytes(), external_id="vid-1")
+    r1 = clients("r1@alpha.example")
+    item_id, view = open_next(r1)
+    tag = re.search(r"<video[^>]*>", view.text).group(0)
+    assert "muted" in tag and "autoplay" not in tag and 'class="wb-media wb-grey"' in view.text
+    url = MEDIA_RE.search(view.text).group(1).replace("&amp;", "&")
+    got = r1.get(url)
+    assert got.headers["content-type"] == "video/mp4" and got.headers["content-disposition"] == "inline"
+    with db.session() as s:
+        s.get(User, world.users["r1@alpha"]).preferences = {"autoplay": True}
+    tag = re.search(r"<video[^>]*>", r1.get(f"/console/items/{item_id}").text).group(0)
+    assert "autoplay" in tag and "muted" in tag

@@ -23,7 +23,7 @@ from bastion.banks.taxonomy import CATEGORIES
 from bastion.console.deps import PREFIX, ConsoleUser, require_role
 from bastion.console.media import add_media_routes, media_url
 from bastion.console.render import render
-from bastion.errors import BastionError, Conflict, Forbidden, InvalidInput
+from bastion.errors import BastionError, Conflict, Forbidden, InvalidInput, NotFound
 from bastion.review.context import item_context
 from bastion.review.service import LeaseLost, Reviewer, ReviewService
 from bastion.review.wellbeing import (
@@ -309,7 +309,12 @@ def add_review_routes(router: APIRouter) -> None:  # noqa: C901 - one function r
             if not verdict:
                 raise InvalidInput("choose a verdict", code="verdict_required")
             if chosen_bank:
-                svc.check_bank(reviewer, chosen_bank)
+                try:
+                    svc.check_bank(reviewer, chosen_bank)
+                except NotFound as exc:
+                    raise InvalidInput(
+                        f"no bank {chosen_bank!r} your organisation can add to", code="bank_not_found"
+                    ) from exc
             svc.decide(
                 reviewer,
                 item_id,
