@@ -235,6 +235,7 @@ def main() -> None:
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
     )
+    ap.add_argument("--connections", type=int, default=20, help="PostgreSQL connections the reviewers share")
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument(
         "--index",

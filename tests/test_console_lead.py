@@ -143,7 +143,7 @@ def test_chart_svg_is_sanitised():
     assert "<script" not in svg and "<style" not in svg and "style=" not in svg and " on" not in svg.lower()
     assert "&lt;script&gt;" in svg and "Time &amp; &lt;b&gt;x&lt;/b&gt;" in svg
     assert "<rect" in svg
-    assert "<script" not in lead_charts.stylesheet()
+    assert "<script" not in lead_charts.stylesheet() and "&gt;" not in lead_charts.stylesheet()
 
 
 def test_qa_agreement_page_per_reviewer_and_category(db, settings, app, people):

@@ -144,8 +144,8 @@ def stylesheet() -> str:
     chart = pygal.Bar(**{**_CONFIG, "css": ["file://style.css", "file://graph.css"]})
     for i in range(len(STYLE.colors)):
         chart.add(f"s{i}", [i + 1])
-    svg = chart.render(is_unicode=True)
-    css = "\n".join(m.group(1) for m in re.finditer(r"<style[^>]*>(.*?)</style>", svg, re.S))
+    root = ET.fromstring(chart.render(is_unicode=True))
+    css = "\n".join(el.text or "" for el in root.iter(f"{{{SVG_NS}}}style"))  # unescaped (``>`` not ``&gt;``)
     css = re.sub(r"#chart-[0-9a-f-]+", ".pygal-chart", css)
     return css + "\n.pygal-chart{width:100%;height:auto;max-width:48rem}\n"
 
