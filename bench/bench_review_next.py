@@ -3,15 +3,15 @@
 For each database (PostgreSQL, then SQLite for comparison) it makes a fresh database, queues --items review items
 across five queues (three open to everyone, ``escalation`` and ``leads`` for leads only) with spread priorities and
 ages, then --reviewers threads (one in ten a lead) each take their next item and decide it, --calls times, so the
-queue drains as it would in real use. The reviewers share --connections PostgreSQL connections (20, like API
-processes with pooled connections; waiting for one counts in the time). It times each call inside the process (the
+queue drains as it would in real use. Each reviewer has its own PostgreSQL connection (--connections N shares N
+instead; waiting for one then counts in the time). It times each call inside the process (the
 server-side time the console's request spends in the service), and prints p50/p95/p99 per operation with ratios to
 a baseline from the same run: a primary-key SELECT of one review item under the same concurrency. A
 single-reviewer run shows the cost without contention. On PostgreSQL it prints ``EXPLAIN (ANALYZE, BUFFERS)`` of
 the next-item statement exactly as the service sends it (captured from the driver, run in a rolled-back
 transaction). Databases it creates are dropped at the end.
 
-    .venv/bin/python bench/bench_review_next.py [--items 100000] [--reviewers 50] [--calls 20] [--connections 20]
+    .venv/bin/python bench/bench_review_next.py [--items 100000] [--reviewers 50] [--calls 20] [--connections N]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--skip-sqlite] [--quick]
         [--index 0007]  (0007's indexes instead of 0008's, for comparison)
 """
@@ -173,7 +173,8 @@ def bench(url: str, label: str, args: argparse.Namespace) -> tuple[list[tuple], 
     engine = make_engine(url)
     if engine.dialect.name == "postgresql":
         engine.dispose()
-        engine = create_engine(url, pool_size=args.connections, max_overflow=0, pool_pre_ping=True)
+        pool = args.connections or args.reviewers
+        engine = create_engine(url, pool_size=pool, max_overflow=0, pool_timeout=300, pool_pre_ping=True)
     migrate(engine)
     if args.index == "0007":  # the indexes before migration 0008, to compare plans
         with engine.begin() as c:
@@ -235,7 +236,7 @@ def main() -> None:
         "--postgres",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
     )
-    ap.add_argument("--connections", type=int, default=20, help="PostgreSQL connections the reviewers share")
+    ap.add_argument("--connections", type=int, default=0, help="PostgreSQL connections (default: one per reviewer)")
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument(
         "--index",
