@@ -202,3 +202,31 @@ def test_another_organisations_reviewer_gets_not_found_and_no_media(live_server,
     assert page.locator("img, video, audio").count() == 0 and media_requests == []
     with db.session() as s:
         assert s.get(ReviewItem, item.id).leased_by == world.people["r2@alpha"].user_id  # untouched
+
+
+def test_a_lost_lease_is_shown_at_once_and_the_decision_is_refused(live_server, page, world, db):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bastion.storage.models import utcnow
+
+    world.submit_image(51, "post-1")
+    sign_in(page, live_server, "r1@alpha.example")
+    page.goto(f"{live_server}/console/next")
+    page.wait_for_selector("#decision-form")
+    with db.session() as s:
+        s.execute(update(ReviewItem).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    taken = world.review.next_item(world.people["r2@alpha"])
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # renews at once when the tab is shown
+    alert = page.locator("#lease-alert")
+    alert.wait_for(state="visible")
+    assert alert.get_attribute("data-code") == "lease_lost" and "lease" in alert.inner_text()
+    page.keyboard.press("n")
+    page.keyboard.press("d")
+    page.wait_for_selector("#review-message")
+    assert page.locator("#review-message").get_attribute("data-code") == "lease_lost"
+    with db.session() as s:
+        row = s.get(ReviewItem, taken.id)
+        assert row.status == "leased" and row.leased_by == world.people["r2@alpha"].user_id
+        assert s.scalars(select(Decision).where(Decision.automated.is_(False))).all() == []

@@ -83,6 +83,9 @@
     }).catch(function () { say("Could not reach the server to keep this item; retrying."); });
   }
   setInterval(renew, 60000);
+  document.addEventListener("visibilitychange", function () {  /* back to the tab: check the lease at once */
+    if (document.visibilityState === "visible") { renew(); }
+  });
 
   /* -- exposure, breaks and the cap ----------------------------------------------------------------------------- */
   var onScreen = 0, shown = 0, unsentScreen = 0, unsentShown = 0;
