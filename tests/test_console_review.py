@@ -542,3 +542,29 @@ def test_video_is_muted_and_autoplays_only_by_preference(world, clients, db, tmp
         s.get(User, world.users["r1@alpha"]).preferences = {"autoplay": True}
     tag = re.search(r"<video[^>]*>", r1.get(f"/console/items/{item_id}").text).group(0)
     assert "autoplay" in tag and "muted" in tag
+
+
+def test_own_decision_under_appeal_is_403_and_a_deadline_shows_a_countdown(world, clients, db):
+    from bastion.review import ReviewService
+
+    submitted = world.submit(text="an ordinary post", external_id="t-1")
+    r1 = clients("r1@alpha.example")
+    item_id, view = open_next(r1)
+    token = CSRF_RE.search(view.text).group(1)
+    r1.post(
+        f"/console/items/{item_id}/decide",
+        data={"csrf_token": token, "verdict": "violating", "category": "recruitment", "policy_reference": "TOS 4"},
+    )
+    ReviewService(db, world.settings).create_appeal("api", world.orgs["alpha"], submitted["id"])
+    with db.session() as s:
+        appeal_item = s.scalar(select(ReviewItem.id).where(ReviewItem.kind == "appeal"))
+        s.execute(
+            update(ReviewItem).where(ReviewItem.id == appeal_item).values(deadline_at=utcnow() + timedelta(hours=2))
+        )
+    r = r1.get(f"/console/items/{appeal_item}")
+    assert r.status_code == 403 and 'data-code="own_decision"' in r.text
+    view = clients("r2@alpha.example").get(f"/console/items/{appeal_item}")
+    assert view.status_code == 200 and 'id="deadline"' in view.text and "left" in view.text
+    assert re.search(r'data-seconds="(\d+)"', view.text) and 'data-deadline="' in view.text
+    done = r1.get(f"/console/items/{item_id}")
+    assert done.status_code == 409 and 'data-code="already_decided"' in done.text
