@@ -24,7 +24,7 @@ def _records(db, action: str) -> list[dict]:
 
 
 def test_roles():
-    assert ROLES == ("reviewer", "lead", "admin")
+    assert ROLES == ("reviewer", "lead", "admin", "authority")  # authority: issue 6 (orders)
 
 
 def test_create_list_get_role_delete_audited(db):

@@ -30,10 +30,10 @@ from bastion.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from bastion.storage.db import Database
 from bastion.storage.models import ApiKey, Organisation, User, UserSession, utcnow
 
-SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics")
+SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics", "authority")  # authority: orders (issue 6)
 # A user's role in their organisation (the review console's sign-in attaches to these identities). Later issues add
 # the authority and forum roles here.
-ROLES = ("reviewer", "lead", "admin")
+ROLES = ("reviewer", "lead", "admin", "authority")  # authority: an authority's people see their orders
 EMAIL_MAX = 320
 # A pragmatic address check (not full RFC 5322): a dot-atom local part of at most 64 characters, then a domain of
 # two or more DNS labels (letters, digits, inner hyphens; punycode for international names).

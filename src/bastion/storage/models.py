@@ -588,3 +588,127 @@ class ExposureRecord(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_exposure_records_user_day", "user_id", "day"),)
+
+
+# -- compliance: authorities, removal orders and referrals, threat-to-life escalations (issue 6) ----------------------
+class Authority(Base):
+    """An organisation that is an authority: a competent authority under Regulation (EU) 2021/784 (TCO), a national
+    internet referral unit (the UK's CTIRU, France's OFAC/PHAROS) or a law-enforcement contact for threat-to-life
+    escalations (Europol: ``fallback``). Its people and API keys are the organisation's (role and scope
+    ``authority``); this row says what kind of authority it is and holds the Ed25519 key its signed files carry."""
+
+    __tablename__ = "authorities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # competent_authority | referral_unit | law_enforcement
+    member_state: Mapped[str] = mapped_column(String(2))  # ISO 3166-1 alpha-2, or "EU" for a Union body
+    contact_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    public_key: Mapped[str | None] = mapped_column(String(100), nullable=True)  # Ed25519, raw 32 bytes, base64
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # escalate here if unclear
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuthorityPlatform(Base):
+    """A platform organisation accepts orders and referrals from an authority (by the operator's or its own act)."""
+
+    __tablename__ = "authority_platforms"
+
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (PrimaryKeyConstraint("authority_id", "organisation_id", name="pk_authority_platforms"),)
+
+
+class Order(Base):
+    """A removal order (binding, TCO Art. 3: act within one hour of receipt) or a referral (non-binding, assessed
+    against the platform's terms) from an authority to one platform organisation."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # removal_order | referral
+    reference: Mapped[str] = mapped_column(String(200))  # the authority's own reference (unique per authority)
+    issuer: Mapped[str] = mapped_column(String(200))
+    member_state: Mapped[str] = mapped_column(String(2))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the authority's timestamp
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())  # Bastion's: the clock starts here
+    channel: Mapped[str] = mapped_column(String(16), default="api")  # api | file
+    # received | pending_review | cannot_comply | executed | assessed (a referral decided)
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    clock_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # binding orders only
+    alerts: Mapped[list[int]] = mapped_column(JSON, default=list)  # minutes of the alerts sent on this clock
+    cannot_comply_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    cannot_comply_explanation: Mapped[str] = mapped_column(Text, default="")
+    cannot_comply_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    clarification: Mapped[str] = mapped_column(Text, default="")
+    clarified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    confirmation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (
+        UniqueConstraint("authority_id", "reference", name="uq_orders_authority_id_reference"),
+        Index("ix_orders_org_status", "organisation_id", "status"),
+    )
+
+
+class OrderTarget(Base):
+    """One piece of content an order names (the platform's content id or a URL), resolved to a content item."""
+
+    __tablename__ = "order_targets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str] = mapped_column(Text)  # as the authority wrote it
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), index=True)
+    review_item_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | removed | restricted | kept
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    bank_entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    actioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Escalation(Base):
+    """Content showing an imminent threat to life, reported to the law-enforcement contact of its jurisdiction
+    (TCO Art. 14(5), DSA Art. 18) with an evidence package."""
+
+    __tablename__ = "escalations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), index=True)
+    decision_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    authority_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: no contact configured
+    jurisdiction: Mapped[str] = mapped_column(String(2))  # the contact's member state ("EU": Europol)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed | no_contact
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EscalationDelivery(Base):
+    """One channel of an escalation (the signed webhook event, an e-mail) and its receipt."""
+
+    __tablename__ = "escalation_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    target: Mapped[str] = mapped_column(String(320))  # the event id, or the address
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    receipt: Mapped[str] = mapped_column(Text, default="")  # the server's answer (SMTP reply, HTTP status)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_escalation_deliveries_status_next", "status", "next_attempt_at"),)
