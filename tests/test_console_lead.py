@@ -26,7 +26,13 @@ from bastion.storage.models import (
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-PAGES = ("/console/lead/dashboard", "/console/lead/qa", "/console/lead/queues", "/console/lead/charts.css")
+PAGES = (
+    "/console/lead/dashboard",
+    "/console/lead/qa",
+    "/console/lead/appeals",
+    "/console/lead/queues",
+    "/console/lead/charts.css",
+)
 
 
 @pytest.fixture

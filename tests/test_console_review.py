@@ -416,9 +416,14 @@ def test_an_appeal_overturned_in_the_console_reinstates(world, clients, db):
     )
     ReviewService(db, world.settings).create_appeal("api", world.orgs["alpha"], submitted["id"], reason="news")
     assert r1.get("/console/next", follow_redirects=False).headers["location"] == "/console/queues?notice=empty"
+    lead = clients("lead@alpha.example")
+    page = lead.get("/console/lead/appeals?status=open").text
+    assert 'data-status="open"' in page and "waiting in the queue" in page and "by r1@alpha.example" in page
     r2 = clients("r2@alpha.example")
+    assert r2.get("/console/lead/appeals").status_code == 403  # leads only
     appeal_item, view = open_next(r2)
     assert 'id="v-overturn"' in view.text and "news" in view.text
+    assert "being decided by r2@alpha.example" in lead.get("/console/lead/appeals").text
     token = CSRF_RE.search(view.text).group(1)
     r = r2.post(
         f"/console/items/{appeal_item}/decide",
@@ -431,6 +436,10 @@ def test_an_appeal_overturned_in_the_console_reinstates(world, clients, db):
             select(Decision).where(Decision.content_id == submitted["id"]).order_by(Decision.version.desc())
         ).first()
         assert latest.outcome == "allow"
+    page = lead.get("/console/lead/appeals").text
+    assert 'data-status="overturned"' in page and 'id="tile-overturned">1<' in page and "r2@alpha.example" in page
+    assert 'id="no-appeals"' in lead.get("/console/lead/appeals?status=open").text
+    assert 'data-appeal' not in clients("lead@beta.example").get("/console/lead/appeals").text  # other organisation
 
 
 # -- wellbeing ------------------------------------------------------------------------------------------------------

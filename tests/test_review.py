@@ -389,6 +389,16 @@ def test_an_appeal_is_decided_by_someone_else_and_overturning_reinstates(world, 
     history = world.review.content_history(world.orgs["alpha"], submitted["id"])
     assert [d["outcome"] for d in history["decisions"]] == ["review", "remove", "allow"]
     assert [a["status"] for a in history["appeals"]] == ["overturned"]
+    listed = world.review.list_appeals(world.orgs["alpha"])
+    assert [(a["id"], a["status"], a["external_id"]) for a in listed] == [(appeal["id"], "overturned", "post-1")]
+    assert listed[0]["appealed"]["outcome"] == "remove" and listed[0]["appealed"]["automated"] is False
+    assert listed[0]["decided_by"] == "r2@alpha.example" and listed[0]["queue_status"] == "done"
+    assert world.review.list_appeals(world.orgs["alpha"], status="open") == []
+    assert world.review.list_appeals(world.orgs["beta"]) == []
+    assert world.review.appeal_counts(world.orgs["alpha"]) == {"open": 0, "upheld": 0, "overturned": 1}
+    with pytest.raises(InvalidInput) as exc:
+        world.review.list_appeals(world.orgs["alpha"], status="pending")
+    assert exc.value.code == "invalid_status"
 
 
 def test_only_removals_can_be_appealed(world):

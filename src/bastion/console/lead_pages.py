@@ -1,5 +1,5 @@
-"""The leads' pages: the review dashboard, QA agreement, and queue settings (queues, their SLA and roles, the QA
-share). Leads and admins only (``require_role("lead")``): a reviewer gets 403 ``forbidden_role``.
+"""The leads' pages: the review dashboard, QA agreement, appeals, and queue settings (queues, their SLA and roles,
+the QA share). Leads and admins only (``require_role("lead")``): a reviewer gets 403 ``forbidden_role``.
 
 Everything shown is the signed-in person's organisation's (the numbers come from :mod:`bastion.review.stats` and
 :meth:`~bastion.review.service.ReviewService.agreement`, always called with ``user.organisation_id``). Charts are
@@ -25,7 +25,7 @@ from bastion.console.deps import PREFIX, require_role
 from bastion.console.render import render
 from bastion.errors import Conflict, InvalidInput
 from bastion.review.routing import ROUTABLE_OUTCOMES
-from bastion.review.service import DEFAULT_QA_SHARE, REVIEW_ROLES, ReviewService
+from bastion.review.service import APPEAL_STATUSES, DEFAULT_QA_SHARE, REVIEW_ROLES, ReviewService
 from bastion.review.stats import DEFAULT_WINDOW, WINDOWS, dashboard
 from bastion.storage.models import Organisation, utcnow
 
@@ -177,6 +177,19 @@ def add_lead_routes(router: APIRouter) -> None:
             )
         ctx = {"agreement": agreement, "window": win, "windows": WINDOW_LABELS, "chart": chart, "percent": _percent}
         return render(request, "lead_qa.html", ctx)
+
+    @router.get("/lead/appeals", name="console_appeals")
+    def appeals_page(
+        request: Request, user: LeadUser, status: Annotated[str | None, Query(max_length=16)] = None
+    ) -> Response:
+        """Users' appeals: where each stands in the appeals queue (open, or with whom), who made the decision
+        appealed, and how it was decided (upheld or overturned, by whom). Reviewers decide them from the appeals
+        queue; a person never gets an appeal against their own decision."""
+        chosen = status if status in APPEAL_STATUSES else None
+        appeals = _svc(request).list_appeals(user.organisation_id, status=chosen)
+        counts = _svc(request).appeal_counts(user.organisation_id)
+        ctx = {"appeals": appeals, "status": chosen or "", "statuses": APPEAL_STATUSES, "counts": counts}
+        return render(request, "lead_appeals.html", ctx)
 
     @router.get("/lead/queues", name="console_lead_queues")
     def queues_page(request: Request, user: LeadUser) -> Response:

@@ -59,6 +59,7 @@ from bastion.storage.models import (
 
 VERDICTS = ("violating", "not_violating", "escalate_lead", "escalate_law_enforcement")
 APPEAL_VERDICTS = ("uphold", "overturn")
+APPEAL_STATUSES = ("open", "upheld", "overturned")
 ACTIONS = ("remove", "restrict")
 APPEALABLE_OUTCOMES = ("remove", "restrict", "escalate")
 REVIEW_ROLES = ("reviewer", "lead", "admin")
@@ -707,6 +708,50 @@ class ReviewService:
             audit.append(s, actor, "appeal_received", f"appeal:{appeal.id}",
                          {"content": item.id, "decision_version": decision.version}, organisation_id=organisation_id)
             return _appeal_dict(appeal)
+
+    def list_appeals(
+        self, organisation_id: int, *, status: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The organisation's appeals, newest first, for leads: each with the platform's content id, the decision
+        appealed, who made it (original reviewer, or automated), where the appeal stands in the appeals queue (open,
+        or leased to whom) and, once decided, who decided it and how. ``status``: open, upheld or overturned."""
+        if status is not None and status not in APPEAL_STATUSES:
+            raise InvalidInput(f"unknown appeal status {str(status)[:30]!r}; one of {', '.join(APPEAL_STATUSES)}",
+                               code="invalid_status")
+        with self.db.session() as s:
+            q = (select(Appeal, ContentItem.external_id, Decision.outcome, Decision.version, Decision.automated)
+                 .join(ContentItem, ContentItem.id == Appeal.content_id)
+                 .join(Decision, Decision.id == Appeal.decision_id)
+                 .where(Appeal.organisation_id == organisation_id))
+            if status is not None:
+                q = q.where(Appeal.status == status)
+            rows = s.execute(q.order_by(Appeal.created_at.desc(), Appeal.id.desc()).limit(max(1, min(limit, 1000))))
+            rows = rows.all()
+            items = {r.appeal_id: r for r in s.scalars(select(ReviewItem).where(
+                ReviewItem.appeal_id.in_([a.id for a, *_ in rows] or [-1])))}
+            names = dict(s.execute(select(User.id, User.email).where(User.organisation_id == organisation_id)).all())
+        out = []
+        for a, external_id, outcome, version, automated in rows:
+            item = items.get(a.id)
+            out.append({
+                **_appeal_dict(a), "external_id": external_id,
+                "appealed": {"outcome": outcome, "version": version, "automated": bool(automated),
+                             "reviewer": names.get(a.original_reviewer_id) if a.original_reviewer_id else None},
+                "decided_by": names.get(a.decided_by) if a.decided_by else None,
+                "item_id": item.id if item is not None else None,
+                "queue_status": item.status if item is not None else None,
+                "leased_to": names.get(item.leased_by) if item is not None and item.status == "leased" else None,
+            })
+        return out
+
+    def appeal_counts(self, organisation_id: int) -> dict[str, int]:
+        """How many of the organisation's appeals are open, upheld and overturned."""
+        with self.db.session() as s:
+            rows = s.execute(select(Appeal.status, func.count()).where(Appeal.organisation_id == organisation_id)
+                             .group_by(Appeal.status)).all()
+        counts = dict.fromkeys(APPEAL_STATUSES, 0)
+        counts.update({status: n for status, n in rows})
+        return counts
 
     def get_appeal(self, organisation_id: int, appeal_id: int) -> dict[str, Any]:
         with self.db.session() as s:
