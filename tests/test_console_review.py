@@ -4,12 +4,15 @@ the leads' caps page."""
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import select, update
 
 from bastion import samples
@@ -18,6 +21,7 @@ from bastion.api.app import create_app
 from bastion.banks.service import BankService
 from bastion.console import media
 from bastion.decisions.pipeline import DecisionPipeline
+from bastion.errors import NotFound
 from bastion.intake.service import IntakeService, Payload, SubmissionMeta
 from bastion.matching.live import LiveMatcher
 from bastion.policy.service import PolicyService
@@ -529,12 +533,39 @@ def _text_pdf(text: str) -> bytes:
     return bytes(out)
 
 
-def test_a_pdf_item_shows_its_text_and_says_pages_are_not_rendered(world, clients):
+def test_a_pdf_item_shows_blurred_page_images_and_its_text(world, clients):
     world.submit(data=_text_pdf("A harmless leaflet about the village fete"), external_id="pdf-1")
     r1 = clients("r1@alpha.example")
-    _, view = open_next(r1)
-    assert 'id="pdf-note"' in view.text and "no PDF renderer" in view.text
-    assert "A harmless leaflet about the village fete" in view.text
+    item_id, view = open_next(r1)
+    assert 'class="wb-media wb-pages' in view.text and 'id="pdf-note"' not in view.text
+    assert "A harmless leaflet about the village fete" in view.text  # the text too, for screen readers
+    pages = re.findall(r'<img class="pdf-page" src="([^"]+)"', view.text)
+    assert len(pages) == 1 and f"/console/media/{item_id}/pdf/1?" in pages[0]
+    r = r1.get(pages[0].replace("&amp;", "&"))
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    page = Image.open(io.BytesIO(r.content))
+    assert page.width == 1000 and page.height > page.width  # a portrait page at the console's width
+    ink = int((np.asarray(page.convert("L")) < 128).sum())
+    assert ink > 50  # the leaflet's text is on the page, not a blank image
+    missing = r1.get(pages[0].replace("&amp;", "&").replace("/pdf/1?", "/pdf/2?"))
+    assert missing.status_code == 404 and "pdf_page_not_found" in missing.text
+    forged = r1.get(re.sub(r"sig=[0-9a-f]+", "sig=" + "0" * 64, pages[0].replace("&amp;", "&")))
+    assert forged.status_code == 403 and "media_url_invalid" in forged.text
+    r2 = clients("r2@alpha.example")  # the signature is per user
+    assert r2.get(pages[0].replace("&amp;", "&")).status_code == 403
+
+
+def test_pdf_pages_refuse_broken_files_and_bound_huge_pages():
+    from bastion.console import pdf_pages
+
+    with pytest.raises(pdf_pages.PdfUnreadable):
+        pdf_pages.render_page(b"%PDF-1.7\nnot really a pdf", 1)
+    huge = _text_pdf("wide").replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 200000 200000]")
+    png = Image.open(io.BytesIO(pdf_pages.render_page(huge, 1)))
+    assert png.width * png.height <= pdf_pages.MAX_PIXELS
+    with pytest.raises(NotFound):
+        pdf_pages.render_page(_text_pdf("x"), pdf_pages.MAX_PAGES + 1)
 
 
 def test_video_is_muted_and_autoplays_only_by_preference(world, clients, db, tmp_path):

@@ -7,6 +7,9 @@ expires (:data:`URL_SECONDS`), and only for a user of the item's organisation; a
 ``media_url_invalid`` (another organisation's item: 404, nothing about it shown). The bytes come from the
 ``content_blobs`` table, never from a path a user controls.
 
+A PDF's pages are also served as PNG images (``/media/{item}/pdf/{page}``, the same signature), rendered on the
+server by :mod:`bastion.console.pdf_pages`, so they are blurred like any image until revealed.
+
 The response's ``Content-Type`` is the media type sniffed at intake. Images (except SVG), video, audio and PDF are
 served inline; anything else as an attachment, and types a browser would run or render as a page (HTML, SVG, XML,
 JavaScript) as ``text/plain`` attachments. Every answer has ``X-Content-Type-Options: nosniff`` and a sandboxing
@@ -122,6 +125,42 @@ def add_media_routes(router: APIRouter) -> None:
             data = bytes(blob.data)
             media_type, headers = response_headers(item.media_type, item.id)
         return _ranged(request, data, media_type, headers)
+
+    @router.get("/media/{item_id}/pdf/{page}", name="console_media_pdf_page")
+    def pdf_page(
+        request: Request,
+        item_id: int,
+        page: int,
+        user: ConsoleUser,
+        exp: Annotated[int, Query()] = 0,
+        sig: Annotated[str, Query(max_length=128)] = "",
+    ) -> Response:
+        """One page of a PDF item as a PNG (rendered on the server; see bastion.console.pdf_pages)."""
+        from bastion.console.pdf_pages import render_page
+
+        db, settings = get_db(request), get_app_settings(request)
+        with db.session() as s:
+            row = s.get(ReviewItem, item_id)
+            if row is None or row.organisation_id != user.organisation_id:
+                raise NotFound(f"no review item {item_id}", code="review_item_not_found")
+            verify(settings, item_id, row.content_id, user.user_id, exp, sig)
+            item = s.get(ContentItem, row.content_id)
+            blob = s.get(ContentBlob, row.content_id)
+            if item is None or blob is None or item.organisation_id != user.organisation_id:
+                raise NotFound("this item's content is no longer kept", code="media_not_kept")
+            if item.content_type != "pdf":
+                raise NotFound("this item is not a PDF", code="pdf_page_not_found")
+            data = bytes(blob.data)
+        png = render_page(data, page)
+        _, headers = response_headers("image/png", item_id)
+        return Response(png, media_type="image/png", headers=headers)
+
+
+def pdf_page_urls(url: str, pages: int) -> list[str]:
+    """The signed URLs of a PDF item's first ``pages`` page images, from the item's signed media URL (the same
+    signature covers them: same item, content, user and expiry)."""
+    path, _, query = url.partition("?")
+    return [f"{path}/pdf/{n}?{query}" for n in range(1, pages + 1)]
 
 
 def _ranged(request: Request, data: bytes, media_type: str, headers: dict[str, str]) -> Response:

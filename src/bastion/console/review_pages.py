@@ -21,7 +21,8 @@ from bastion.accounts.sessions import SessionUser
 from bastion.api.deps import get_app_settings, get_db
 from bastion.banks.taxonomy import CATEGORIES
 from bastion.console.deps import PREFIX, ConsoleUser, require_role
-from bastion.console.media import add_media_routes, media_url
+from bastion.console.media import add_media_routes, media_url, pdf_page_urls
+from bastion.console.pdf_pages import MAX_PAGES as PDF_MAX_PAGES
 from bastion.console.render import render
 from bastion.errors import BastionError, Conflict, Forbidden, InvalidInput, NotFound
 from bastion.review.context import item_context
@@ -140,6 +141,8 @@ def _item_page(
     kind = _media_kind(content.content_type, content.media_type)
     settings = get_app_settings(request)
     url = media_url(settings, row.id, content.id, user.user_id) if ctx["has_blob"] else None
+    pdf_pages = ctx.get("pdf_text") or {}
+    pdf_images = pdf_page_urls(url, min(pdf_pages.get("page_count", 0), PDF_MAX_PAGES)) if url and kind == "pdf" else []
     now = utcnow()
     deadline = as_utc(row.deadline_at) if row.deadline_at else None
     ctx.update(
@@ -147,6 +150,7 @@ def _item_page(
             "title": f"Item {row.id}",
             "media_kind": kind,
             "media_url": url,
+            "pdf_images": pdf_images,
             "prefs": prefs,
             "exposure": exposure.to_dict(),
             "categories": CATEGORIES,

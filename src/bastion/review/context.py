@@ -188,7 +188,7 @@ def _similar(s: Session, item: ContentItem, matches: list[dict[str, Any]]) -> li
 
 
 def _pdf_text(data: bytes, max_pages: int = 20) -> dict[str, Any]:
-    """The text of a PDF's first pages (pypdf; the console cannot render pages to images without a renderer)."""
+    """The text of a PDF's first pages (pypdf): shown under the page images, and what screen readers get."""
     import io
 
     try:
