@@ -35,6 +35,7 @@ def test_queue_create_list_delete_and_qa_share(db):
         assert org.config["review"]["qa_share"] == 0.25
     assert "invalid_qa_share" in run("qa-share", "alpha", "2", code=2).output
     assert json.loads(run("agreement", "alpha", "--json").stdout)["checked"] == 0
+    assert "agreement n/a (nothing checked yet)" in run("agreement", "alpha").stdout
     run("queue-delete", "alpha", "french")
     with db.session() as s:
         assert s.query(ReviewQueue).count() == 0

@@ -90,7 +90,8 @@ def agreement(org: Org, as_json: AsJson = False) -> None:
     if as_json:
         typer.echo(json.dumps(stats))
         return
-    typer.echo(f"checked {stats['checked']}, agreed {stats['agreed']}, agreement {stats['agreement']}")
+    rate = f"{stats['agreement']:.0%}" if stats["agreement"] is not None else "n/a (nothing checked yet)"
+    typer.echo(f"checked {stats['checked']}, agreed {stats['agreed']}, agreement {rate}")
     for title, rows in (("reviewer", stats["per_reviewer"]), ("category", stats["per_category"])):
         for r in rows:
             typer.echo(f"  {title:<9} {r['key']:<32} {r['agreed']}/{r['checked']}  {r['agreement']:.0%}")
