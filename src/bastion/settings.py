@@ -161,6 +161,45 @@ class Settings(BaseSettings):
     login_throttle_minutes: float = Field(
         default=15.0, gt=0, le=24 * 60, description="The window in which failed console sign-ins are counted."
     )
+    preservation_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of the 32-byte AES-256-GCM key that encrypts preserved content (TCO Art. 6). Unset: a "
+        "key derived from secret_key (HKDF-SHA256). Deployments with a KMS plug in their own KeyProvider instead.",
+    )
+    preservation_days: int = Field(
+        default=183, ge=1, le=3650,
+        description="Days removed content and its data are preserved before they are purged (six months; an "
+        "authority or court may extend one item).",
+    )
+    complaint_deadline_days: int = Field(
+        default=14, ge=1, le=365, description="Days within which a complaint (TCO Art. 10, DSA Art. 20) is decided."
+    )
+    complaint_reminder_days: int = Field(
+        default=3, ge=0, le=365,
+        description="A complaint still open this many days before its deadline sends a complaint.reminder event.",
+    )
+    compliance_sweep_seconds: float = Field(
+        default=60.0, gt=0,
+        description="How often each worker runs the compliance sweep: statements of reasons, preservation and "
+        "notices for new restrictions, complaint reminders, notice delays ending, expired preservation purged.",
+    )
+    # -- the industry forum (issue 5) --
+    forum_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a forum hub's own database (bastion forum serve, bastion forum member ...); "
+        "default: forum.sqlite3 in data_dir. A hub is a separate service from the platform and keeps its own data.",
+    )
+    forum_sync_seconds: float = Field(
+        default=2.0, ge=0,
+        description="How often each worker syncs the organisations' joined forums (pull deltas, push shared hashes, "
+        "send review feedback); 0: workers never sync (run bastion forum sync instead).",
+    )
+    forum_rescan_hours: float = Field(
+        default=24.0, gt=0, le=720,
+        description="How far back a member rescans its uploads against an incident's hashes when the hub's "
+        "incident does not say (the incident's window_hours wins).",
+    )
+
 
 
 @lru_cache(maxsize=1)

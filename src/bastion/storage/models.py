@@ -712,3 +712,107 @@ class EscalationDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_escalation_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+# -- compliance: preservation, users' rights and transparency reports (issue 6) ---------------------------------------
+class PreservedContent(Base):
+    """Removed content and its data kept for authorities (TCO Art. 6): AES-GCM ciphertext of a JSON package, kept
+    until ``expires_at`` (six months, extendable at an authority's or court's request), then purged (ciphertext
+    dropped, the row kept as the record that it existed and when it went). No foreign key to the content: the
+    preserved copy must outlive the content item it came from."""
+
+    __tablename__ = "preserved_content"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    decision_id: Mapped[int] = mapped_column(BigInteger, unique=True)  # the removal or restriction preserved for
+    key_id: Mapped[str] = mapped_column(String(64))  # which key encrypted it (the KeyProvider's id)
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None once purged
+    has_bytes: Mapped[bool] = mapped_column(Boolean, default=False)  # the content's own bytes are in the package
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # of the plaintext package
+    preserved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    extensions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {until, requested_by, reference}
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class StatementOfReasons(Base):
+    """The DSA Art. 17 statement of reasons for one restriction, in the DSA Transparency Database's fields."""
+
+    __tablename__ = "statements_of_reasons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    content_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    decision_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    puid: Mapped[str] = mapped_column(String(500))
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "puid", name="uq_statements_of_reasons_organisation_id_puid"),
+        Index("ix_statements_of_reasons_org_created", "organisation_id", "created_at"),
+    )
+
+
+class UploaderNotice(Base):
+    """The notice owed to the uploader of removed content (TCO Art. 11), delivered by the platform from the
+    ``uploader.notice`` webhook event, unless an authority asked for a delay (six weeks, renewable once)."""
+
+    __tablename__ = "uploader_notices"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    decision_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    uploader_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="sent")  # delayed | sent
+    delay_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    delay_renewals: Mapped[int] = mapped_column(Integer, default=0)
+    delay_requested_by: Mapped[str] = mapped_column(String(200), default="")
+    delay_reference: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Complaint(Base):
+    """A complaint against a removal (TCO Art. 10, DSA Art. 20). It is decided as an appeal (the appeals queue,
+    someone other than the original reviewer, reinstatement through ``decision.changed``); this row adds the
+    regime, the two-week deadline and its reminders."""
+
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    content_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    appeal_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    regime: Mapped[str] = mapped_column(String(8))  # tco | dsa
+    complainant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # when found overdue
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TransparencyReport(Base):
+    """A published transparency report: its JSON document, verbatim, with its SHA-256. Never updated: publishing
+    the same period again makes the next version."""
+
+    __tablename__ = "transparency_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(BigInteger)
+    period_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_to: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[str] = mapped_column(Text)  # canonical JSON
+    sha256: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "period_from", "period_to", "version",
+                         name="uq_transparency_reports_organisation_id_period_from"),
+    )
