@@ -127,6 +127,87 @@ def _review_queue_of(db: Database, org: str) -> str:
     return ReviewService(db, Settings()).create_queue("test", org_id, f"queue-{next(_seq)}")["name"]
 
 
+def _complaint_of(db: Database, org: str) -> str:
+    """A complaint (bare rows: appeal and complaint) on a submission of ``org`` (/v1/complaints/{complaint_id})."""
+    from bastion.storage.models import Complaint, utcnow
+
+    org_id = AccountService(db).get_organisation(org).id
+    appeal_id = int(_appeal_of(db, org))
+    with db.session() as s:
+        c = Complaint(organisation_id=org_id, content_id=0, appeal_id=appeal_id, regime="dsa", deadline_at=utcnow())
+        s.add(c)
+        s.flush()
+        return str(c.id)
+
+
+def _preservation_of(db: Database, org: str) -> str:
+    """A purged preservation record of ``org`` (/v1/preservation/{preservation_id}/...)."""
+    from bastion.storage.models import PreservedContent, utcnow
+
+    org_id = AccountService(db).get_organisation(org).id
+    with db.session() as s:
+        row = PreservedContent(organisation_id=org_id, content_id=0, decision_id=next(_seq), key_id="test",
+                               expires_at=utcnow(), purged_at=utcnow(), extensions=[])
+        s.add(row)
+        s.flush()
+        return str(row.id)
+
+
+def _transparency_report_of(db: Database, org: str) -> str:
+    """A published transparency report of ``org`` (/v1/compliance/transparency/reports/{report_id})."""
+    from datetime import UTC, datetime
+
+    from bastion.compliance import transparency
+
+    org_id = AccountService(db).get_organisation(org).id
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return str(transparency.publish(db, "test", org_id, start, start.replace(year=2025))["id"])
+
+
+def _order_of(db: Database, org: str, *, as_authority: bool = False) -> str:
+    """A removal order sent to ``org`` (or, ``as_authority``, sent by ``org`` to a fresh platform), waiting for review;
+    returns its id (/v1/orders/{order_id}...)."""
+    from bastion.storage.models import Authority, AuthorityPlatform, ContentItem, Order, OrderTarget, utcnow
+
+    n = next(_seq)
+    accounts = AccountService(db)
+    org_id = accounts.get_organisation(org).id
+    other_id = accounts.create_organisation(f"party-{n}").id
+    authority_org, platform_org = (org_id, other_id) if as_authority else (other_id, org_id)
+    with db.session() as s:
+        authority = s.query(Authority).filter_by(organisation_id=authority_org).one_or_none()
+        if authority is None:
+            authority = Authority(organisation_id=authority_org, kind="competent_authority", member_state="DE")
+            s.add(authority)
+            s.flush()
+        s.add(AuthorityPlatform(authority_id=authority.id, organisation_id=platform_org))
+        item = ContentItem(organisation_id=platform_org, external_id=f"post-{n}", source="text", signals=[])
+        s.add(item)
+        s.flush()
+        now = utcnow()
+        order = Order(authority_id=authority.id, organisation_id=platform_org, kind="removal_order", reference=f"o-{n}",
+                      issuer="x", member_state="DE", legal_basis="TCO", reasons="x", issued_at=now, received_at=now,
+                      status="pending_review", alerts=[], confirmation={}, cannot_comply_explanation="",
+                      clarification="")
+        s.add(order)
+        s.flush()
+        s.add(OrderTarget(order_id=order.id, organisation_id=platform_org, reference=f"post-{n}", content_id=item.id))
+        return str(order.id)
+
+
+def _escalation_of(db: Database, org: str) -> str:
+    """A threat-to-life escalation (a bare row) of ``org``; returns its id (/v1/escalations/{escalation_id})."""
+    from bastion.storage.models import Escalation
+
+    org_id = AccountService(db).get_organisation(org).id
+    with db.session() as s:
+        esc = Escalation(organisation_id=org_id, content_id=int(_content_of(db, org)), decision_id=next(_seq),
+                         jurisdiction="EU", status="no_contact", evidence={}, actor="test")
+        s.add(esc)
+        s.flush()
+        return str(esc.id)
+
+
 # Path parameter -> factory(db, owner organisation name) -> the path value naming a fresh resource of that owner.
 # A parameter name that means different things on different routes (e.g. "id") is registered per route instead,
 # keyed "<path>:<param>" (e.g. "/v1/webhooks/{id}:id").
@@ -140,6 +221,12 @@ OWNED_BY_ORGANISATION: dict[str, Callable[[Database, str], str]] = {
     "user_id": _user_of,
     "appeal_id": _appeal_of,
     "/v1/review/queues/{name}:name": _review_queue_of,
+    "order_id": _order_of,  # the caller is the platform the order was sent to
+    "/v1/orders/{order_id}/clarification:order_id": lambda db, org: _order_of(db, org, as_authority=True),
+    "escalation_id": _escalation_of,
+    "complaint_id": _complaint_of,
+    "preservation_id": _preservation_of,
+    "report_id": _transparency_report_of,
 }
 # Path parameters that name nothing an organisation owns, with the value to use (the route's other parameters
 # carry the owned resource). "organisation": the organisation a bank is shared with.
@@ -153,6 +240,13 @@ PENDING_PARAMS: set[str] = set()
 ISOLATION_BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/v1/banks/{bank_name}/shares"): {"organisation": "org-b"},
     ("PATCH", "/v1/users/{user_id}"): {"role": "lead"},
+    ("POST", "/v1/orders/{order_id}/cannot-comply"): {"reason": "manifest_error", "explanation": "wrong URL"},
+    ("POST", "/v1/orders/{order_id}/clarification"): {"clarification": "the right URL"},
+    ("POST", "/v1/content/{content_id}/complaints"): {"regime": "tco"},
+    ("POST", "/v1/content/{content_id}/notice-delay"): {"requested_by": "OCLCTIC", "reference": "R-1"},
+    ("POST", "/v1/preservation/{preservation_id}/read"): {"purpose": "authority request"},
+    ("POST", "/v1/preservation/{preservation_id}/extend"): {
+        "until": "2030-01-01T00:00:00Z", "requested_by": "court", "reference": "RG 1"},
 }
 
 

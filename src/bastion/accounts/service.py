@@ -31,6 +31,7 @@ from bastion.storage.db import Database
 from bastion.storage.models import ApiKey, Organisation, User, UserSession, utcnow
 
 SCOPES = ("submit", "review", "curate", "policy", "admin", "metrics", "authority")  # authority: orders (issue 6)
+SCOPES = (*SCOPES, "preservation")  # preservation: read and extend preserved removed content (TCO Art. 6)
 # A user's role in their organisation (the review console's sign-in attaches to these identities). Later issues add
 # the authority and forum roles here.
 ROLES = ("reviewer", "lead", "admin", "authority")  # authority: an authority's people see their orders

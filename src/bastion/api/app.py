@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion import __version__
 from bastion.accounts.service import AccountService, Principal
+from bastion.api.compliance import add_compliance_routes
 from bastion.api.content import install_content
 from bastion.api.deps import DB, CurrentPrincipal, require_scope
 from bastion.api.hma import add_hma_routes
@@ -164,6 +165,7 @@ def create_app(db: Database, settings: Settings, identity_provider: IdentityProv
     add_webhook_routes(app)  # /v1/webhooks (issue 3 §6)
     add_user_routes(app)  # /v1/users (issue 3 §2)
     add_review_routes(app)  # /v1/content/{id}/appeals, /v1/appeals, /v1/review/... (issue 4)
+    add_compliance_routes(app)  # complaints, statements of reasons, notices, preservation, transparency (issue 6)
     install_ops(app)  # /healthz, /readyz, /metrics, request ids
     install_content(app)  # POST/GET /v1/content, /v1/organisation (issue 3 §3); after install_ops (metrics)
     install_console(app, identity_provider)  # /console: the browser review console (issue 4)
