@@ -256,6 +256,10 @@ class DecisionPipeline:
             from bastion.review.service import enqueue
 
             enqueue(session, item, decision)
+        if v.outcome == "escalate":  # an imminent threat to life: reported to law enforcement (TCO Art. 14(5))
+            from bastion.compliance.escalation import open_escalation
+
+            open_escalation(session, item, decision, actor)
         if self.metrics is not None:
             self.metrics.observe(item.source, item.content_type, v.outcome,
                                  sorted({m["bank"] for m in analysis.evidence.matches}), analysis.timings)

@@ -522,6 +522,11 @@ class ReviewService:
             decision = self._write_decision(s, reviewer, item, outcome, jurisdictions, rd, now,
                                             reason=_reason(verdict, category, policy_reference, note))
             rd.decision_id = decision.id
+            from bastion.compliance import escalation, orders  # authorities' orders and escalations (issue 6)
+
+            orders.review_decided(s, row, decision, reviewer.actor)
+            if verdict == "escalate_law_enforcement":
+                escalation.open_escalation(s, item, decision, reviewer.actor)
             if row.kind == "review" and verdict in ("violating", "not_violating"):
                 share = _qa_share(s, row.organisation_id)
                 if qa_sampled(row.organisation_id, rd.id, share):
