@@ -15,6 +15,7 @@ from bastion.cli._common import fail, get_database, handle_errors
 from bastion.cli.accounts import key_app, org_app, user_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
+from bastion.cli.forum import app as forum_app
 from bastion.cli.policy import app as policy_app
 from bastion.cli.review import app as review_app
 from bastion.cli.webhooks import app as webhook_app
@@ -33,6 +34,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(policy_app, name="policy")
 app.add_typer(review_app, name="review")
+app.add_typer(forum_app, name="forum")
 
 
 def _print_version(value: bool) -> None:

@@ -816,3 +816,165 @@ class TransparencyReport(Base):
         UniqueConstraint("organisation_id", "period_from", "period_to", "version",
                          name="uq_transparency_reports_organisation_id_period_from"),
     )
+
+
+# -- the industry forum (issue 5): the hub's tables, then a member platform's exchanges ------------------------------
+class ForumMember(Base):
+    """Hub side: a member organisation of the forum. Its API key is stored as a SHA-256 (shown once); its Ed25519
+    public key (raw 32 bytes, base64) verifies everything it signs; ``last_batch`` is the newest batch accepted
+    (batches must arrive numbered last_batch + 1: a replayed or reordered batch is refused)."""
+
+    __tablename__ = "forum_members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="member")  # member | lead
+    key_prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_batch: Mapped[int] = mapped_column(BigInteger, default=0)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ForumIncident(Base):
+    """Hub side: an incident a forum lead activated (a livestreamed attack...): its contributions go out first."""
+
+    __tablename__ = "forum_incidents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    window_hours: Mapped[int] = mapped_column(Integer, default=24)  # how far back members rescan their uploads
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    activated_by: Mapped[str] = mapped_column(String(100), default="")
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ForumContribution(Base):
+    """Hub side: one hash a member contributed, with its labels and the member's Ed25519 signature over them."""
+
+    __tablename__ = "forum_contributions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("forum_members.id", ondelete="CASCADE"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    lookup_key: Mapped[str] = mapped_column(String(160))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    incident: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    batch: Mapped[int] = mapped_column(BigInteger)
+    batch_index: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    consensus: Mapped[str] = mapped_column(String(32), default="unconfirmed")
+    feedback_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    retraction: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # batch, index, signature
+
+    __table_args__ = (
+        UniqueConstraint("member_id", "signal_type", "lookup_key", name="uq_forum_contributions_member_id"),
+        Index("ix_forum_contributions_type_key", "signal_type", "lookup_key"),
+    )
+
+
+class ForumFeedback(Base):
+    """Hub side: one member's (latest) feedback on one contribution, signed like the contribution."""
+
+    __tablename__ = "forum_feedback"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contribution_id: Mapped[int] = mapped_column(ForeignKey("forum_contributions.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("forum_members.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # agree | disagree_label | false_positive | seen
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(Text, default="")
+    batch: Mapped[int] = mapped_column(BigInteger)
+    batch_index: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("contribution_id", "member_id", name="uq_forum_feedback_contribution_id_member_id"),
+    )
+
+
+class ForumChange(Base):
+    """Hub side: the delta feed members follow by cursor (``seq`` only grows): a contribution was added,
+    retracted, or its consensus changed. ``priority`` rows (made under an active incident) are served first."""
+
+    __tablename__ = "forum_changes"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contribution_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # new | retracted | consensus
+    priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_forum_changes_priority_seq", "priority", "seq"), {"sqlite_autoincrement": True})
+
+
+class OrganisationExchange(Base):
+    """Member side: an exchange an organisation takes hashes from (a forum hub, ThreatExchange...). Its
+    credentials (API key, Ed25519 signing key) are encrypted at rest; ``cursor`` is stored in the same transaction
+    as the page it follows, so a sync resumes where it stopped; ``state`` holds pinned member keys and the
+    feedback position."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(Text, default="")
+    secrets_encrypted: Mapped[str] = mapped_column(Text, default="")
+    public_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bank_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # where its hashes land
+    cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_exchanges_organisation_id_name"),)
+
+
+class ExchangeItem(Base):
+    """Member side: one hash taken from an exchange ("in": the bank entry it became) or pushed to it ("out": the
+    local entry and signal it came from), keyed by the exchange's own id for it."""
+
+    __tablename__ = "exchange_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    source_id: Mapped[str] = mapped_column(String(200))
+    bank_entry_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    signal_type: Mapped[str] = mapped_column(String(32))
+    lookup_key: Mapped[str] = mapped_column(String(160))
+    consensus: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    retracted: Mapped[bool] = mapped_column(Boolean, default=False)
+    incident: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("exchange_id", "direction", "source_id", name="uq_exchange_items_exchange_id"),
+        Index("ix_exchange_items_entry", "exchange_id", "direction", "bank_entry_id"),
+    )
+
+
+class ExchangeSharedBank(Base):
+    """Member side: a bank of the organisation whose confirmed hashes are pushed to an exchange. ``mode`` "marked"
+    pushes only entries a reviewer marked share_with_forum; "all" pushes every enabled entry."""
+
+    __tablename__ = "exchange_shared_banks"
+
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"))
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16), default="marked")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (PrimaryKeyConstraint("exchange_id", "bank_id", name="pk_exchange_shared_banks"),)
