@@ -17,6 +17,8 @@ from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
 from bastion.cli.forum import app as forum_app
 from bastion.cli.policy import app as policy_app
+from bastion.cli.report import app as report_app
+from bastion.cli.report import preservation_app
 from bastion.cli.review import app as review_app
 from bastion.cli.webhooks import app as webhook_app
 
@@ -34,6 +36,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(policy_app, name="policy")
 app.add_typer(review_app, name="review")
+app.add_typer(report_app, name="report")  # transparency reports, statements of reasons (issue 6)
+app.add_typer(preservation_app, name="preservation")  # preserved removed content (issue 6)
 app.add_typer(forum_app, name="forum")
 
 
