@@ -88,62 +88,6 @@ class Worker:
             log.info("compliance sweep", extra=done)
         return True
 
-    def _orders(self, now: float | None = None) -> bool:
-        """Every few seconds: authorities' orders (alerts at 30/45/55 minutes, confirmations owed, signed files in
-        BASTION_ORDERS_DROP_DIR) and threat-to-life escalation e-mail (bastion.compliance). True if it ran."""
-        now = time.monotonic() if now is None else now
-        if now < self._next_orders:
-            return False
-        self._next_orders = now + ORDERS_PASS_SECONDS
-        from bastion.compliance.escalation import EscalationService
-        from bastion.compliance.orders import OrderService, watch_drop_dir
-
-        for name, step in (("orders", lambda: OrderService(self.db, self.settings).sweep()),
-                           ("order files", lambda: watch_drop_dir(self.db, self.settings)),
-                           ("escalations", lambda: EscalationService(self.db, self.settings).deliver_due())):
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
-                log.exception("%s pass failed", name)
-        return True
-
-    def _sync_forums(self, now: float | None = None) -> int:
-        """Every ``BASTION_FORUM_SYNC_SECONDS``: one sync pass of each joined forum whose turn it is (claimed in the
-        database, so one worker syncs each); incident hashes are rescanned with this worker's pipeline."""
-        now = time.monotonic() if now is None else now
-        if self.settings.forum_sync_seconds <= 0 or now < self._next_forum_sync:
-            return 0
-        self._next_forum_sync = now + self.settings.forum_sync_seconds
-        from bastion.forum.sync import due_exchanges, sync_exchange
-
-        done = 0
-        try:
-            for exchange_id in due_exchanges(self.db, self.settings.forum_sync_seconds):
-                report = sync_exchange(self.db, self.settings, exchange_id, pipeline=self.pipeline)
-                done += report.stored + report.pushed + report.feedback + len(report.decisions)
-        except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
-            log.exception("forum sync failed")
-        return done
-
-
-    def _compliance(self, now: float | None = None) -> bool:
-        """Every ``BASTION_COMPLIANCE_SWEEP_SECONDS``: statements of reasons, preservation and notices for new
-        restrictions, complaint reminders, ended notice delays, expired preservation purged. True if it ran."""
-        now = time.monotonic() if now is None else now
-        if now < self._next_compliance:
-            return False
-        self._next_compliance = now + self.settings.compliance_sweep_seconds
-        from bastion.compliance.sweep import sweep
-
-        try:
-            done = sweep(self.db, self.settings)
-        except Exception:  # noqa: BLE001 - the next sweep retries; deciding submissions goes on
-            log.exception("compliance sweep failed")
-            return False
-        if any(done.values()):
-            log.info("compliance sweep", extra=done)
-        return True
-
     def _sync_forums(self, now: float | None = None) -> int:
         """Every ``BASTION_FORUM_SYNC_SECONDS``: one sync pass of each joined forum whose turn it is (claimed in the
         database, so one worker syncs each); incident hashes are rescanned with this worker's pipeline."""
