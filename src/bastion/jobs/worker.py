@@ -88,25 +88,6 @@ class Worker:
             log.info("compliance sweep", extra=done)
         return True
 
-    def _sync_forums(self, now: float | None = None) -> int:
-        """Every ``BASTION_FORUM_SYNC_SECONDS``: one sync pass of each joined forum whose turn it is (claimed in the
-        database, so one worker syncs each); incident hashes are rescanned with this worker's pipeline."""
-        now = time.monotonic() if now is None else now
-        if self.settings.forum_sync_seconds <= 0 or now < self._next_forum_sync:
-            return 0
-        self._next_forum_sync = now + self.settings.forum_sync_seconds
-        from bastion.forum.sync import due_exchanges, sync_exchange
-
-        done = 0
-        try:
-            for exchange_id in due_exchanges(self.db, self.settings.forum_sync_seconds):
-                report = sync_exchange(self.db, self.settings, exchange_id, pipeline=self.pipeline)
-                done += report.stored + report.pushed + report.feedback + len(report.decisions)
-        except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
-            log.exception("forum sync failed")
-        return done
-
-
     def _maintain(self, now: float | None = None) -> bool:
         """Once an hour per worker: prune the webhook outbox (``BASTION_OUTBOX_RETENTION_DAYS``). True if it ran."""
         now = time.monotonic() if now is None else now
