@@ -12,6 +12,7 @@ from bastion.accounts.service import AccountService
 from bastion.content import Content
 from bastion.errors import InvalidSignal
 from bastion.exchanges.base import ExchangedSignal
+from bastion.forum import rescan
 from bastion.forum.rescan import hamming_block, hex_words, rescan_recent
 from bastion.samples import encode, generate_image
 from bastion.settings import reset_settings_cache
@@ -168,7 +169,9 @@ def test_retracted_signals_are_skipped_and_bad_ones_refused(db: Database, orgs: 
     assert err.value.code == "unknown_signal_type"
 
 
-def test_no_false_hits_against_a_brute_force_reference(db: Database, orgs: tuple[int, int]) -> None:
+def test_no_false_hits_against_a_brute_force_reference(
+    db: Database, orgs: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Thousands of stored hashes (some planted near new ones, across chunk boundaries) give exactly the pairs a
     per-pair Python loop finds: nothing missing, nothing extra."""
     a, _ = orgs
@@ -182,19 +185,13 @@ def test_no_false_hits_against_a_brute_force_reference(db: Database, orgs: tuple
         for i, v in enumerate(stored)
     ]
     add_items(db, a, items)
-    import bastion.forum.rescan as rescan
-
-    original = rescan.CHUNK_ROWS, rescan.BLOCK_ROWS
-    rescan.CHUNK_ROWS, rescan.BLOCK_ROWS = 700, 256  # several chunks and blocks, uneven sizes
-    try:
-        hits = rescan_recent(
-            db,
-            a,
-            [ExchangedSignal("pdq", v, source_id=str(j)) for j, v in enumerate(new)],
-            utcnow() - timedelta(hours=1),
-        )
-    finally:
-        rescan.CHUNK_ROWS, rescan.BLOCK_ROWS = original
+    new_signals = [ExchangedSignal("pdq", v, source_id=str(j)) for j, v in enumerate(new)]
+    since = utcnow() - timedelta(hours=1)
+    monkeypatch.setattr(rescan, "CHUNK_ROWS", 700)  # several chunks and blocks, uneven sizes
+    monkeypatch.setattr(rescan, "BLOCK_ROWS", 256)
+    hits = rescan_recent(db, a, new_signals, since)  # hits located by str.find (a few per chunk)
+    monkeypatch.setattr(rescan, "FIND_VALUES", 0)
+    assert rescan_recent(db, a, new_signals, since) == hits  # ... and by one regex pass
     expected = {
         (f"s{i}", str(j), hamming(v, q)) for i, v in enumerate(stored) for j, q in enumerate(new) if hamming(v, q) <= 31
     }
@@ -209,3 +206,36 @@ def test_hamming_block_is_popcount_of_xor() -> None:
     d = hamming_block(hex_words(xs), hex_words(qs))
     assert d.shape == (20, 5)
     assert [[int(v) for v in row] for row in d] == [[hamming(x, q) for q in qs] for x in xs]
+
+
+def test_signals_in_another_json_layout_are_still_read(db: Database, orgs: tuple[int, int]) -> None:
+    """Rows whose JSON the fast path does not know (keys in another order, two signals of a type, a value with an
+    escaped quote, digits and colons inside values) fall back to row-by-row decoding: same hits, no extra ones."""
+    a, _ = orgs
+    rng = random.Random(9)
+    h = rand_pdq(rng)
+    add_items(
+        db,
+        a,
+        [
+            ("reordered", [{"value": flip(h, 3, rng), "quality": 80, "type": "pdq"}]),
+            (
+                "two",
+                [
+                    {"type": "pdq", "value": rand_pdq(rng)},
+                    {"type": "url", "value": "http://a.example:8080/12:34"},
+                    {"type": "pdq", "value": flip(h, 5, rng)},
+                ],
+            ),
+            ("quoted", [{"type": "url", "value": 'http://b.example/"pdq"'}, {"type": "pdq", "value": flip(h, 7, rng)}]),
+            ("plain", [{"type": "pdq", "value": flip(h, 9, rng)}]),
+            ("far", [{"type": "pdq", "value": rand_pdq(rng)}, {"type": "md5", "value": md5("12:")}]),
+        ],
+    )
+    hits = rescan_recent(db, a, [ExchangedSignal("pdq", h)], utcnow() - timedelta(hours=1))
+    assert sorted((x.external_id, x.distance) for x in hits) == [
+        ("plain", 9.0),
+        ("quoted", 7.0),
+        ("reordered", 3.0),
+        ("two", 5.0),
+    ]

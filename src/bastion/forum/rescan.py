@@ -26,13 +26,16 @@ The rescan only reads: the forum's incident protocol turns hits into decisions i
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, String, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastion import signals as signal_registry
@@ -46,9 +49,11 @@ from bastion.storage.models import ContentItem, as_utc
 HAMMING_256_TYPES = frozenset({"pdq"})
 #: rows fetched from the database at a time (and decoded into one NumPy block)
 CHUNK_ROWS = 20_000
-#: stored hashes compared with all new hashes at once (bounds the XOR block: rows x new x 4 words x 8 bytes)
-BLOCK_ROWS = 4_096
-#: exact values sent in one SQL ``IN (...)`` list
+#: stored hashes compared with all new hashes at once (bounds the XOR block: rows x new x 8 bytes)
+BLOCK_ROWS = 8_192
+#: up to this many hitting values in a chunk are located by ``str.find`` each, more by one regex pass
+FIND_VALUES = 8
+#: ids sent in one SQL ``IN (...)`` list
 IN_LIST_SIZE = 500
 
 
@@ -98,63 +103,201 @@ def _group_by_type(signals: Iterable[ExchangedSignal]) -> dict[str, list[tuple[s
 def _rescan(
     s: Session, org: int, wanted: dict[str, list[tuple[str, ExchangedSignal]]], since: datetime
 ) -> list[RescanHit]:
-    best: dict[tuple[int, int], RescanHit] = {}  # (content id, id of the new signal) -> smallest-distance hit
-    for type_name, values in wanted.items():
-        t = signal_registry.get(type_name)
-        if t.exact:
-            found = _exact_hits(s, org, since, type_name, values)
-        elif type_name in HAMMING_256_TYPES:
-            found = _hamming_hits(s, org, since, t, values)
-        else:
-            found = _generic_hits(s, org, since, t, values)
-        for hit in found:
-            key = (hit.content_id, id(hit.signal))
-            if key not in best or hit.distance < best[key].distance:
-                best[key] = hit
-    return sorted(best.values(), key=lambda h: (h.content_id, h.signal_type, h.distance, h.signal.value))
+    matchers = [_matcher_for(signal_registry.get(name), values) for name, values in wanted.items()]
+    best: dict[tuple[int, int], tuple[str, str, ExchangedSignal, float]] = {}  # (content, new signal) -> hit
+    for chunk in _stored_chunks(s, org, since):
+        for matcher in matchers:
+            stored = _ChunkSignals(chunk, matcher.type.name)
+            found = list(matcher.hits(stored.values))
+            if not found:
+                continue
+            rows = stored.ids_of({value for value, _, _ in found})
+            for value, sig, d in found:
+                for content_id in rows[value]:
+                    key = (content_id, id(sig))
+                    if key not in best or d < best[key][3]:
+                        best[key] = (matcher.type.name, value, sig, d)
+    external = _external_ids(s, sorted({content_id for content_id, _ in best}))
+    hits = [
+        RescanHit(content_id, external.get(content_id, ""), t, v, sig, d)
+        for (content_id, _), (t, v, sig, d) in best.items()
+    ]
+    return sorted(hits, key=lambda h: (h.content_id, h.signal_type, h.distance, h.signal.value))
 
 
-# -- reading stored signals out of the JSON, in the database ----------------------------------------------------------
-def _stored_signals(s: Session, org: int, since: datetime, type_name: str) -> tuple[Select[Any], Any]:
-    """SELECT (content id, external id, value) of every stored ``type_name`` signal in the window; and the value
-    column, for a caller that adds ``WHERE value IN (...)``."""
-    if s.get_bind().dialect.name == "postgresql":
-        element = func.json_array_elements(ContentItem.signals).table_valued("value", joins_implicitly=True)
-        kind = element.c.value.op("->>")("type")
-        value = element.c.value.op("->>")("value")
+# -- reading stored signals --------------------------------------------------------------------------------------------
+_RS, _US = "\x1e", "\x1f"  # between rows; between a row's signals JSON and its id
+#: a stored signal as Bastion writes it (``Signal.to_dict`` through the JSON column: type, then value)
+_SIGNAL = '"type": "{name}", "value": "{value}"'
+_ANY_VALUE = r'([^"\\\x1e]*)'
+_HEX64_VALUE = r"([0-9a-f]{64})"  # the canonical form: any other value of a Hamming type goes the row-by-row way
+
+
+def _stored_chunks(s: Session, org: int, since: datetime) -> Iterator[str]:
+    """The window's submissions as text chunks of ``<signals JSON> US <id>`` rows joined by RS, read with the
+    driver's own cursor (a server-side one on PostgreSQL, so memory stays flat): a million rows cost no Python
+    objects beyond one string each."""
+    conn = s.connection()
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        sql = (
+            "SELECT signals::text || chr(31) || id::text FROM content_items"
+            " WHERE organisation_id = %(org)s AND created_at >= %(since)s"
+        )
+        cursor = conn.connection.driver_connection.cursor(name="bastion_rescan")  # type: ignore[union-attr]
+        params: dict[str, Any] | tuple[Any, ...] = {"org": org, "since": since}
     else:
-        element = func.json_each(ContentItem.signals).table_valued("value", joins_implicitly=True)
-        kind = func.json_extract(element.c.value, "$.type")
-        value = func.json_extract(element.c.value, "$.value")
-    value = cast(value, String)
-    stmt = (
-        select(ContentItem.id, ContentItem.external_id, value)
-        .select_from(ContentItem)
-        .join(element, ContentItem.id == ContentItem.id)  # the lateral JSON expansion
-        .where(ContentItem.organisation_id == org, ContentItem.created_at >= since, kind == type_name)
-    )
-    return stmt, value
+        sql = "SELECT signals || char(31) || id FROM content_items WHERE organisation_id = ? AND created_at >= ?"
+        cursor = conn.connection.cursor()
+        bind = ContentItem.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        params = (org, bind(since) if bind else since)
+    try:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            yield _RS.join([r[0] for r in rows])
+    finally:
+        cursor.close()
 
 
-def _stream(s: Session, stmt: Select[Any]) -> Iterator[list[Any]]:
-    """Rows in chunks of :data:`CHUNK_ROWS` (a server-side cursor on PostgreSQL: memory stays flat)."""
-    result = s.execute(stmt.execution_options(yield_per=CHUNK_ROWS))
-    for part in result.partitions(CHUNK_ROWS):
-        yield list(part)
+class _ChunkSignals:
+    """The values of one type's stored signals in a chunk, and the rows (content ids) the hitting ones are in.
+
+    Fast path: one C-level ``findall`` over the whole chunk for ``"type": "<name>", "value": "..."``. Only when some
+    values hit is the chunk walked again (``finditer``) to find their rows: a row's id follows the next US. When the
+    chunk mentions the type more often than the expression found (a row written in another JSON layout, an escaped
+    character in a value), the chunk is decoded row by row with ``json.loads`` instead: a layout the expression does
+    not know costs time, never hits.
+    """
+
+    def __init__(self, chunk: str, type_name: str) -> None:
+        self.chunk, self.type_name = chunk, type_name
+        self.values: list[str] = _pattern(type_name).findall(chunk)
+        self._by_value: dict[str, list[int]] | None = None
+        if chunk.count(f'"{type_name}"') != len(self.values):
+            self._by_value = {}
+            for row in chunk.split(_RS):
+                text, _, content_id = row.rpartition(_US)
+                for sig in json.loads(text):
+                    if isinstance(sig, dict) and sig.get("type") == type_name and isinstance(sig.get("value"), str):
+                        self._by_value.setdefault(sig["value"], []).append(int(content_id))
+            self.values = list(self._by_value)
+
+    def ids_of(self, values: set[str]) -> dict[str, list[int]]:
+        """The content ids of the rows holding each of ``values``."""
+        if self._by_value is not None:
+            return {v: self._by_value.get(v, []) for v in values}
+        out: dict[str, list[int]] = {v: [] for v in values}
+        chunk = self.chunk
+        if len(values) <= FIND_VALUES:  # a few: one str.find pass per value
+            for value in values:
+                at = chunk.find(needle := _SIGNAL.format(name=self.type_name, value=value))
+                while at >= 0:
+                    out[value].append(self._id_after(at))
+                    at = chunk.find(needle, at + len(needle))
+        else:  # many: one regex pass for all
+            for m in _pattern(self.type_name).finditer(chunk):
+                if m.group(1) in out:
+                    out[m.group(1)].append(self._id_after(m.start()))
+        return out
+
+    def _id_after(self, at: int) -> int:
+        start = self.chunk.index(_US, at) + 1
+        end = self.chunk.find(_RS, start)
+        return int(self.chunk[start : end if end >= 0 else len(self.chunk)])
 
 
-def _exact_hits(
-    s: Session, org: int, since: datetime, type_name: str, values: list[tuple[str, ExchangedSignal]]
-) -> Iterator[RescanHit]:
-    by_value: dict[str, list[ExchangedSignal]] = {}
-    for value, sig in values:
-        by_value.setdefault(value, []).append(sig)
-    keys = sorted(by_value)
-    base, column = _stored_signals(s, org, since, type_name)
-    for start in range(0, len(keys), IN_LIST_SIZE):
-        for content_id, external_id, stored in s.execute(base.where(column.in_(keys[start : start + IN_LIST_SIZE]))):
-            for sig in by_value.get(stored, ()):
-                yield RescanHit(content_id, external_id, type_name, stored, sig, 0.0)
+@lru_cache(maxsize=64)
+def _pattern(type_name: str) -> re.Pattern[str]:
+    head, tail = _SIGNAL.format(name=type_name, value="\x00").split("\x00")
+    value = _HEX64_VALUE if type_name in HAMMING_256_TYPES else _ANY_VALUE
+    return re.compile(re.escape(head) + value + re.escape(tail))
+
+
+def _external_ids(s: Session, ids: list[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), IN_LIST_SIZE):
+        part = ids[start : start + IN_LIST_SIZE]
+        out.update(s.execute(select(ContentItem.id, ContentItem.external_id).where(ContentItem.id.in_(part))).all())
+    return out
+
+
+# -- comparing ---------------------------------------------------------------------------------------------------------
+Hit = tuple[str, ExchangedSignal, float]  # the stored value, the new signal it matched, their distance
+
+
+class _ExactMatcher:
+    """Equality on canonical values: a set intersection per chunk."""
+
+    def __init__(self, t: type[SignalType], values: list[tuple[str, ExchangedSignal]]) -> None:
+        self.type = t
+        self.by_value: dict[str, list[ExchangedSignal]] = {}
+        for value, sig in values:
+            self.by_value.setdefault(value, []).append(sig)
+
+    def hits(self, stored: list[str]) -> Iterator[Hit]:
+        for value in self.by_value.keys() & set(stored):
+            for sig in self.by_value[value]:
+                yield value, sig, 0.0
+
+
+class _HammingMatcher:
+    """256-bit hashes: every stored hash against every new one at once, in uint64 words (see the module doc)."""
+
+    def __init__(self, t: type[SignalType], values: list[tuple[str, ExchangedSignal]]) -> None:
+        self.type = t
+        self.values = values
+        self.threshold = _largest_matching_distance(t)
+        self.new = hex_words([v for v, _ in values])
+        self.new_ints = [int(v, 16) for v, _ in values]
+
+    def hits(self, stored: list[str]) -> Iterator[Hit]:
+        if self.threshold < 0 or not stored:
+            return
+        try:  # the fast path's values are canonical; rows decoded one by one may hold anything
+            if any(len(v) != 64 for v in stored):
+                raise ValueError("not a 256-bit hash")
+            words = hex_words(stored)
+        except ValueError:  # a value that is not a hash cannot match: leave it (and only it) out
+            stored = [v for v in stored if len(v) == 64 and _is_hex(v)]
+            words = hex_words(stored)
+        for start in range(0, len(stored), BLOCK_ROWS):
+            below = hamming_block(words[start : start + BLOCK_ROWS], self.new) <= self.threshold
+            for i, j in zip(*np.nonzero(below), strict=True):
+                value = stored[start + int(i)]
+                # exact distance in Python for the few candidates: also guards the uint8 sum's wrap at 256
+                d = float((int(value, 16) ^ self.new_ints[j]).bit_count())
+                if self.type.is_match(d):
+                    yield value, self.values[int(j)][1], d
+
+
+class _GenericMatcher:
+    """Any other type, by its own prepared distance and ``is_match``, value by value."""
+
+    def __init__(self, t: type[SignalType], values: list[tuple[str, ExchangedSignal]]) -> None:
+        self.type = t
+        self.prepared = [(t.prepare(v), sig) for v, sig in values]
+
+    def hits(self, stored: list[str]) -> Iterator[Hit]:
+        t = self.type
+        for value in set(stored):
+            try:
+                mine = t.prepare(t.validate(value))
+            except InvalidSignal:
+                continue
+            for new, sig in self.prepared:
+                d = float(t.distance_prepared(mine, new))
+                if t.is_match(d):
+                    yield value, sig, d
+
+
+def _matcher_for(
+    t: type[SignalType], values: list[tuple[str, ExchangedSignal]]
+) -> _ExactMatcher | _HammingMatcher | _GenericMatcher:
+    if t.exact:
+        return _ExactMatcher(t, values)
+    if t.name in HAMMING_256_TYPES:
+        return _HammingMatcher(t, values)
+    return _GenericMatcher(t, values)
 
 
 def _largest_matching_distance(t: type[SignalType]) -> int:
@@ -168,57 +311,20 @@ def hex_words(values: Sequence[str]) -> np.ndarray:
 
 
 def hamming_block(stored: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """(n, m) Hamming distances between stored (n, 4) and new (m, 4) hashes."""
-    return np.bitwise_count(stored[:, None, :] ^ new[None, :, :]).sum(axis=2, dtype=np.uint16)
+    """(n, m) Hamming distances between stored (n, 4) and new (m, 4) hashes, summed word by word in uint8 (an
+    (n, m) array per step rather than (n, m, 4)); a distance of 256 wraps to 0, so callers re-check candidates."""
+    d = np.bitwise_count(stored[:, 0:1] ^ new[None, :, 0])
+    for w in range(1, 4):
+        d += np.bitwise_count(stored[:, w : w + 1] ^ new[None, :, w])
+    return d
 
 
-def _hamming_hits(
-    s: Session, org: int, since: datetime, t: type[SignalType], values: list[tuple[str, ExchangedSignal]]
-) -> Iterator[RescanHit]:
-    threshold = _largest_matching_distance(t)
-    if threshold < 0:
-        return
-    new = hex_words([v for v, _ in values])
-    stmt, _ = _stored_signals(s, org, since, t.name)
-    for rows in _stream(s, stmt):
-        rows = [r for r in rows if _is_hex64(r[2])]  # a stored value that is not a hash cannot match; never fails
-        if not rows:
-            continue
-        stored = hex_words([r[2].lower() for r in rows])
-        for start in range(0, len(rows), BLOCK_ROWS):
-            distances = hamming_block(stored[start : start + BLOCK_ROWS], new)
-            for i, j in zip(*np.nonzero(distances <= threshold), strict=True):
-                d = float(distances[i, j])
-                if t.is_match(d):
-                    content_id, external_id, stored_value = rows[start + int(i)]
-                    yield RescanHit(content_id, external_id, t.name, stored_value, values[int(j)][1], d)
-
-
-def _is_hex64(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 64:
-        return False
+def _is_hex(value: str) -> bool:
     try:
         int(value, 16)
     except ValueError:
         return False
     return True
-
-
-def _generic_hits(
-    s: Session, org: int, since: datetime, t: type[SignalType], values: list[tuple[str, ExchangedSignal]]
-) -> Iterator[RescanHit]:
-    prepared = [(t.prepare(v), sig) for v, sig in values]
-    stmt, _ = _stored_signals(s, org, since, t.name)
-    for rows in _stream(s, stmt):
-        for content_id, external_id, stored_value in rows:
-            try:
-                stored = t.prepare(t.validate(stored_value))
-            except InvalidSignal:
-                continue
-            for new, sig in prepared:
-                d = float(t.distance_prepared(stored, new))
-                if t.is_match(d):
-                    yield RescanHit(content_id, external_id, t.name, stored_value, sig, d)
 
 
 __all__ = ["RescanHit", "rescan_recent", "hex_words", "hamming_block", "HAMMING_256_TYPES"]
