@@ -367,3 +367,18 @@ def test_signed_file_orders_verify_the_authoritys_key(db, lab, client, world, tm
     with db.session() as s:
         order = s.scalars(select(Order)).one()
         assert (order.reference, order.channel, order.status) == ("FILE-1", "file", "executed")
+
+
+def test_the_worker_imports_dropped_files(db, lab, client, world, tmp_path, monkeypatch):
+    from bastion.jobs.worker import Worker
+
+    _upload(client, world, "post-1")
+    private, public = new_signing_key()
+    AuthorityService(db).set_public_key("bka", public)
+    (tmp_path / "order.json").write_text(json.dumps(sign_envelope(private, "bka", _order(reference="W-1"))))
+    monkeypatch.setenv("BASTION_ORDERS_DROP_DIR", str(tmp_path))
+    reset_settings_cache()
+    Worker(db, get_settings()).run_once()
+    assert (tmp_path / "processed" / "order.json").exists()
+    with db.session() as s:
+        assert s.scalars(select(Order.status)).one() == "executed"

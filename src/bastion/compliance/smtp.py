@@ -11,6 +11,7 @@ import json
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
 from typing import Any
 
@@ -67,7 +68,9 @@ def send(settings: Settings, msg: EmailMessage) -> str:
                 code, reply = smtp.rcpt(rcpt)
                 if code not in (250, 251):
                     raise SmtpFailed(f"RCPT TO {rcpt} refused: {code} {reply.decode(errors='replace')}")
-            code, reply = smtp.data(msg.as_bytes())
+            code, reply = smtp.data(
+                msg.as_bytes(policy=SMTP_POLICY)
+            )  # CRLF line ends: smtplib leaves bytes as they are
             if code != 250:
                 raise SmtpFailed(f"DATA refused: {code} {reply.decode(errors='replace')}")
             return f"{code} {reply.decode(errors='replace')}"[:500]

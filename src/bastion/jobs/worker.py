@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 20.0
 MAINTENANCE_SECONDS = 3600.0
+ORDERS_PASS_SECONDS = 5.0  # orders' alerts are per minute; escalation e-mail should leave at once
 
 
 class Worker:
@@ -49,6 +50,7 @@ class Worker:
         self.processed = 0
         self._next_maintenance = 0.0  # the first pass prunes
         self._next_compliance = 0.0  # the first pass sweeps (bastion.compliance.sweep)
+        self._next_orders = 0.0  # the first pass runs the orders' clock and escalation e-mail (issue 6)
 
     @property
     def name(self) -> str:
@@ -68,6 +70,7 @@ class Worker:
             self.handle(content_jobs[0])
         self._maintain()
         self._compliance()
+        self._orders()
         return len(jobs) + self._deliver()
 
     def _compliance(self, now: float | None = None) -> bool:
@@ -86,6 +89,25 @@ class Worker:
             return False
         if any(done.values()):
             log.info("compliance sweep", extra=done)
+        return True
+
+    def _orders(self, now: float | None = None) -> bool:
+        """Every few seconds: authorities' orders (alerts at 30/45/55 minutes, confirmations owed, signed files in
+        BASTION_ORDERS_DROP_DIR) and threat-to-life escalation e-mail (bastion.compliance). True if it ran."""
+        now = time.monotonic() if now is None else now
+        if now < self._next_orders:
+            return False
+        self._next_orders = now + ORDERS_PASS_SECONDS
+        from bastion.compliance.escalation import EscalationService
+        from bastion.compliance.orders import OrderService, watch_drop_dir
+
+        for name, step in (("orders", lambda: OrderService(self.db, self.settings).sweep()),
+                           ("order files", lambda: watch_drop_dir(self.db, self.settings)),
+                           ("escalations", lambda: EscalationService(self.db, self.settings).deliver_due())):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
+                log.exception("%s pass failed", name)
         return True
 
     def _maintain(self, now: float | None = None) -> bool:
