@@ -16,6 +16,7 @@ from bastion.cli.accounts import key_app, org_app, user_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
 from bastion.cli.forum import app as forum_app
+from bastion.cli.orders import app as orders_app
 from bastion.cli.policy import app as policy_app
 from bastion.cli.report import app as report_app
 from bastion.cli.report import preservation_app
@@ -36,6 +37,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(policy_app, name="policy")
 app.add_typer(review_app, name="review")
+app.add_typer(orders_app, name="orders")  # authorities' orders and referrals, escalations (issue 6)
 app.add_typer(report_app, name="report")  # transparency reports, statements of reasons (issue 6)
 app.add_typer(preservation_app, name="preservation")  # preserved removed content (issue 6)
 app.add_typer(forum_app, name="forum")
