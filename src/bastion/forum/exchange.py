@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bastion import signals as registry
 from bastion.banks.taxonomy import normalize_labels
-from bastion.errors import BastionError, Conflict, InvalidInput
+from bastion.errors import BastionError, Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from bastion.exchanges.base import ExchangedSignal, Feedback, FetchPage, PushResult
 from bastion.forum import signing
 
@@ -32,6 +32,17 @@ class ForumUnreachable(BastionError):
     code = "forum_unreachable"
     http_status = 502
     exit_code = 6
+
+
+# The hub's refusals keep their code and status here, and their kind (a CLI's exit code follows it).
+_ERROR_CLASSES: dict[int, type[BastionError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidInput,
+}
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -82,7 +93,8 @@ class ForumExchange:
             err = body.get("error") if isinstance(body, dict) else None
             if not isinstance(err, dict):
                 raise ForumUnreachable(f"the forum hub at {self.url} answered {r.status_code}")
-            exc = BastionError(
+            cls = _ERROR_CLASSES.get(r.status_code, BastionError)
+            exc = cls(
                 f"the forum hub refused: {err.get('message', '')}",
                 code=str(err.get("code", "error")),
                 **(err.get("details") or {}),
