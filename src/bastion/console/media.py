@@ -102,6 +102,25 @@ def response_headers(media_type: str | None, content_id: int) -> tuple[str, dict
     return mime, headers
 
 
+def _signed_content(
+    request: Request, item_id: int, user_id: int, organisation_id: int, exp: int, sig: str
+) -> tuple[ContentItem, bytes]:
+    """The review item's content row and bytes, once the URL's signature checks out for this user (see the module
+    docstring for the errors)."""
+    db, settings = get_db(request), get_app_settings(request)
+    with db.session() as s:
+        row = s.get(ReviewItem, item_id)
+        if row is None or row.organisation_id != organisation_id:
+            raise NotFound(f"no review item {item_id}", code="review_item_not_found")
+        verify(settings, item_id, row.content_id, user_id, exp, sig)
+        item = s.get(ContentItem, row.content_id)
+        blob = s.get(ContentBlob, row.content_id)
+        if item is None or blob is None or item.organisation_id != organisation_id:
+            raise NotFound("this item's content is no longer kept", code="media_not_kept")
+        s.expunge(item)
+        return item, bytes(blob.data)
+
+
 def add_media_routes(router: APIRouter) -> None:
     @router.get("/media/{item_id}", name="console_media")
     def media(
@@ -112,18 +131,8 @@ def add_media_routes(router: APIRouter) -> None:
         sig: Annotated[str, Query(max_length=128)] = "",
     ) -> Response:
         """The bytes of a review item's content (signed URL for the signed-in user; see the module docstring)."""
-        db, settings = get_db(request), get_app_settings(request)
-        with db.session() as s:
-            row = s.get(ReviewItem, item_id)
-            if row is None or row.organisation_id != user.organisation_id:
-                raise NotFound(f"no review item {item_id}", code="review_item_not_found")
-            verify(settings, item_id, row.content_id, user.user_id, exp, sig)
-            item = s.get(ContentItem, row.content_id)
-            blob = s.get(ContentBlob, row.content_id)
-            if item is None or blob is None or item.organisation_id != user.organisation_id:
-                raise NotFound("this item's content is no longer kept", code="media_not_kept")
-            data = bytes(blob.data)
-            media_type, headers = response_headers(item.media_type, item.id)
+        item, data = _signed_content(request, item_id, user.user_id, user.organisation_id, exp, sig)
+        media_type, headers = response_headers(item.media_type, item.id)
         return _ranged(request, data, media_type, headers)
 
     @router.get("/media/{item_id}/pdf/{page}", name="console_media_pdf_page")
@@ -138,22 +147,11 @@ def add_media_routes(router: APIRouter) -> None:
         """One page of a PDF item as a PNG (rendered on the server; see bastion.console.pdf_pages)."""
         from bastion.console.pdf_pages import render_page
 
-        db, settings = get_db(request), get_app_settings(request)
-        with db.session() as s:
-            row = s.get(ReviewItem, item_id)
-            if row is None or row.organisation_id != user.organisation_id:
-                raise NotFound(f"no review item {item_id}", code="review_item_not_found")
-            verify(settings, item_id, row.content_id, user.user_id, exp, sig)
-            item = s.get(ContentItem, row.content_id)
-            blob = s.get(ContentBlob, row.content_id)
-            if item is None or blob is None or item.organisation_id != user.organisation_id:
-                raise NotFound("this item's content is no longer kept", code="media_not_kept")
-            if item.content_type != "pdf":
-                raise NotFound("this item is not a PDF", code="pdf_page_not_found")
-            data = bytes(blob.data)
-        png = render_page(data, page)
+        item, data = _signed_content(request, item_id, user.user_id, user.organisation_id, exp, sig)
+        if item.content_type != "pdf":
+            raise NotFound("this item is not a PDF", code="pdf_page_not_found")
         _, headers = response_headers("image/png", item_id)
-        return Response(png, media_type="image/png", headers=headers)
+        return Response(render_page(data, page), media_type="image/png", headers=headers)
 
 
 def pdf_page_urls(url: str, pages: int) -> list[str]:
