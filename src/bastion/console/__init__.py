@@ -32,6 +32,7 @@ def install_console(app: FastAPI, identity_provider: Any = None) -> None:
     entry), so tests that walk ``app.routes`` see every console route with its dependencies.
     """
     from bastion.console.auth import add_auth_routes
+    from bastion.console.compliance_pages import add_compliance_routes
     from bastion.console.lead_pages import add_lead_routes
     from bastion.console.review_pages import add_review_routes
 
@@ -40,6 +41,7 @@ def install_console(app: FastAPI, identity_provider: Any = None) -> None:
     add_auth_routes(router)
     add_review_routes(router)  # queues, item view, media, wellbeing: bastion.console.review_pages
     add_lead_routes(router)  # leads: dashboard, QA agreement, queue settings: bastion.console.lead_pages
+    add_compliance_routes(router)  # leads: orders' clocks, exposure, complaints, transparency: compliance_pages
     # Later page modules: add_queue_routes(router), add_item_routes(router), ... here.
     app.router.routes.extend(router.routes)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="console_static")

@@ -40,6 +40,7 @@ NAV: list[NavItem] = [
     NavItem("Queues", "console_queues"),
     NavItem("Dashboard", "console_dashboard", "lead"),
     NavItem("Appeals", "console_appeals", "lead"),
+    NavItem("Compliance", "console_compliance", "lead"),
     NavItem("Settings", "console_settings"),
 ]
 _RANK = {"reviewer": 0, "lead": 1, "admin": 2}
