@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, not_, select, update
+from sqlalchemy import and_, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from bastion import audit
@@ -264,8 +264,7 @@ class HubService:
             lock_audit(s)
             row = self._take_batch(s, member, batch, len(items))
             active = self._active_incidents(s)
-            ids: list[int] = []
-            new = already = 0
+            parsed: list[tuple[int, str, str, str, dict[str, Any], str | None, str]] = []
             for index, item in enumerate(items):
                 try:
                     stype, value = str(item.get("signal_type", "")), str(item.get("value", ""))
@@ -289,38 +288,55 @@ class HubService:
                 except BastionError as exc:
                     exc.details.setdefault("index", index)
                     raise
-                key = lookup_key(value)
-                existing = s.scalar(
-                    select(ForumContribution.id).where(
-                        ForumContribution.member_id == member.id,
-                        ForumContribution.signal_type == stype,
-                        ForumContribution.lookup_key == key,
-                        ForumContribution.value == value,
+                parsed.append((index, stype, value, lookup_key(value), labels, incident, str(item["signature"])))
+            # Hashes this member contributed before keep their id (read in chunks, not one query per item).
+            known: dict[tuple[str, str], int] = {}
+            keys = sorted({p[3] for p in parsed})
+            for i in range(0, len(keys), 500):
+                for cid, stype, value in s.execute(
+                    select(ForumContribution.id, ForumContribution.signal_type, ForumContribution.value).where(
+                        ForumContribution.member_id == member.id, ForumContribution.lookup_key.in_(keys[i : i + 500])
+                    )
+                ):
+                    known[(stype, value)] = cid
+            fresh: list[dict[str, Any]] = []
+            for index, stype, value, key, labels, incident, signature in parsed:
+                if (stype, value) in known:
+                    continue
+                known[(stype, value)] = -1  # the same hash twice in one batch: stored once
+                fresh.append(
+                    {
+                        "member_id": member.id,
+                        "signal_type": stype,
+                        "value": value,
+                        "lookup_key": key,
+                        "labels": labels,
+                        "incident": incident,
+                        "batch": batch,
+                        "batch_index": index,
+                        "signature": signature,
+                        "created_at": now,
+                        "consensus": "unconfirmed",
+                        "feedback_counts": {},
+                    }
+                )
+            if fresh:
+                new_ids = list(
+                    s.scalars(
+                        insert(ForumContribution).returning(ForumContribution.id, sort_by_parameter_order=True), fresh
                     )
                 )
-                if existing is not None:
-                    ids.append(existing)
-                    already += 1
-                    continue
-                c = ForumContribution(
-                    member_id=member.id,
-                    signal_type=stype,
-                    value=value,
-                    lookup_key=key,
-                    labels=labels,
-                    incident=incident,
-                    batch=batch,
-                    batch_index=index,
-                    signature=str(item["signature"]),
-                    created_at=now,
-                    consensus="unconfirmed",
-                    feedback_counts={},
+                s.execute(
+                    insert(ForumChange),
+                    [
+                        {"contribution_id": cid, "kind": "new", "priority": f["incident"] is not None, "at": now}
+                        for cid, f in zip(new_ids, fresh, strict=True)
+                    ],
                 )
-                s.add(c)
-                s.flush()  # its id (the same hash twice in one batch is found by the query above: already)
-                s.add(ForumChange(contribution_id=c.id, kind="new", priority=incident is not None, at=now))
-                ids.append(c.id)
-                new += 1
+                for cid, f in zip(new_ids, fresh, strict=True):
+                    known[(f["signal_type"], f["value"])] = cid
+            ids = [known[(p[1], p[2])] for p in parsed]
+            new, already = len(fresh), len(parsed) - len(fresh)
             s.flush()
             audit.append(
                 s,
@@ -510,46 +526,70 @@ class HubService:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit is 1 to {MAX_PAGE}", code="invalid_limit")
         main, prio = parse_cursor(after)
-        with self.db.session() as s:
-            rows = list(
-                s.scalars(
-                    select(ForumChange)
-                    .where(ForumChange.priority.is_(True), ForumChange.seq > max(main, prio))
-                    .order_by(ForumChange.seq)
-                    .limit(limit)
-                )
-            )
+        c = ForumContribution
+        columns = (
+            ForumChange.seq,
+            ForumChange.kind,
+            ForumChange.priority,
+            c.id,
+            ForumMember.name,
+            c.signal_type,
+            c.value,
+            c.labels,
+            c.incident,
+            c.batch,
+            c.batch_index,
+            c.signature,
+            c.created_at,
+            c.retracted_at,
+            c.retraction,
+            c.consensus,
+            c.feedback_counts,
+        )
+        page = (
+            select(*columns)
+            .join(c, c.id == ForumChange.contribution_id)
+            .join(ForumMember, ForumMember.id == c.member_id)
+            .order_by(ForumChange.seq)
+        )
+        with self.db.session() as s:  # plain rows, no ORM objects: a page of 10,000 is one pass over two joins
+            rows = s.execute(
+                page.where(ForumChange.priority.is_(True), ForumChange.seq > max(main, prio)).limit(limit)
+            ).all()
             if rows:
                 prio = rows[-1].seq
             if len(rows) < limit:
-                rest = list(
-                    s.scalars(
-                        select(ForumChange)
-                        .where(
-                            ForumChange.seq > main, not_(and_(ForumChange.priority.is_(True), ForumChange.seq <= prio))
-                        )
-                        .order_by(ForumChange.seq)
-                        .limit(limit - len(rows))
-                    )
-                )
+                rest = s.execute(
+                    page.where(
+                        ForumChange.seq > main, not_(and_(ForumChange.priority.is_(True), ForumChange.seq <= prio))
+                    ).limit(limit - len(rows))
+                ).all()
                 if rest:
                     main = rest[-1].seq
                 rows += rest
-            ids = {r.contribution_id for r in rows}
-            contributions = (
-                {c.id: c for c in s.scalars(select(ForumContribution).where(ForumContribution.id.in_(ids)))}
-                if ids
-                else {}
-            )
-            names = dict(s.execute(select(ForumMember.id, ForumMember.name)).all()) if ids else {}
             out = []
             for r in rows:
-                c = contributions.get(r.contribution_id)
-                if c is None:
-                    continue
-                d = _contribution_dict(c, names.get(c.member_id, ""))
-                d.update(seq=r.seq, change=r.kind, priority=r.priority)
-                out.append(d)
+                counts = dict(r.feedback_counts or {})
+                out.append(
+                    {
+                        "id": r.id,
+                        "contributor": r.name,
+                        "signal_type": r.signal_type,
+                        "value": r.value,
+                        "labels": r.labels or {},
+                        "incident": r.incident,
+                        "batch": r.batch,
+                        "index": r.batch_index,
+                        "signature": r.signature,
+                        "created_at": _iso(r.created_at),
+                        "retracted": r.retracted_at is not None,
+                        "retraction": r.retraction,
+                        "consensus": {"status": r.consensus, "score": counts.pop("score", 0), "counts": counts},
+                        "seq": r.seq,
+                        "change": r.kind,
+                        "priority": r.priority,
+                    }
+                )
             return {"changes": out, "next_cursor": make_cursor(main, prio), "more": len(rows) >= limit}
 
 
