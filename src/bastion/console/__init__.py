@@ -34,6 +34,7 @@ def install_console(app: FastAPI, identity_provider: Any = None) -> None:
     from bastion.console.auth import add_auth_routes
     from bastion.console.compliance_pages import add_compliance_routes
     from bastion.console.lead_pages import add_lead_routes
+    from bastion.console.order_pages import add_order_routes
     from bastion.console.review_pages import add_review_routes
 
     app.state.identity_provider = identity_provider
@@ -41,6 +42,7 @@ def install_console(app: FastAPI, identity_provider: Any = None) -> None:
     add_auth_routes(router)
     add_review_routes(router)  # queues, item view, media, wellbeing: bastion.console.review_pages
     add_lead_routes(router)  # leads: dashboard, QA agreement, queue settings: bastion.console.lead_pages
+    add_order_routes(router)  # orders (authorities and leads), escalations: bastion.console.order_pages
     add_compliance_routes(router)  # leads: orders' clocks, exposure, complaints, transparency: compliance_pages
     # Later page modules: add_queue_routes(router), add_item_routes(router), ... here.
     app.router.routes.extend(router.routes)

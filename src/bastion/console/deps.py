@@ -21,7 +21,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from bastion.accounts.service import ROLES
 from bastion.accounts.sessions import SessionService, SessionUser
 from bastion.api.deps import get_app_settings, get_db
 from bastion.errors import Forbidden, Unauthenticated
@@ -34,7 +33,8 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Console paths reachable without a session (tests/test_console_auth.py checks every other one refuses).
 PUBLIC_PATHS = frozenset({f"{PREFIX}/login", f"{PREFIX}/oidc/start", f"{PREFIX}/oidc/callback"})
-_ROLE_RANK = {role: i for i, role in enumerate(ROLES)}  # reviewer < lead < admin
+# reviewer < lead < admin; an authority's people (role "authority") rank nowhere: no platform page admits them
+_ROLE_RANK = {role: i for i, role in enumerate(("reviewer", "lead", "admin"))}
 
 
 class LoginRequired(Unauthenticated):

@@ -40,6 +40,9 @@ NAV: list[NavItem] = [
     NavItem("Queues", "console_queues"),
     NavItem("Dashboard", "console_dashboard", "lead"),
     NavItem("Appeals", "console_appeals", "lead"),
+    NavItem("Orders", "console_orders", "lead"),
+    NavItem("Escalations", "console_escalations", "lead"),
+    NavItem("Orders", "console_orders", "authority"),  # an authority's people: the orders it sent
     NavItem("Compliance", "console_compliance", "lead"),
     NavItem("Settings", "console_settings"),
 ]
@@ -56,7 +59,10 @@ def _nav(request: Request, user: Any) -> list[dict[str, Any]]:
     names = {getattr(r, "name", None): r for r in request.app.routes}
     items = []
     for item in NAV:
-        if _RANK.get(user.role, -1) < _RANK.get(item.minimum_role, 0):
+        if "authority" in (user.role, item.minimum_role):  # an authority's people see only their own pages
+            if user.role != item.minimum_role:
+                continue
+        elif _RANK.get(user.role, -1) < _RANK.get(item.minimum_role, 0):
             continue
         route = names.get(item.route)
         href = route.path if route is not None and "{" not in getattr(route, "path", "{") else None
