@@ -15,6 +15,7 @@ from bastion.cli._common import fail, get_database, handle_errors
 from bastion.cli.accounts import key_app, org_app, user_app
 from bastion.cli.audit import app as audit_app
 from bastion.cli.bank import app as bank_app
+from bastion.cli.exchange import app as exchange_app
 from bastion.cli.forum import app as forum_app
 from bastion.cli.orders import app as orders_app
 from bastion.cli.policy import app as policy_app
@@ -41,6 +42,7 @@ app.add_typer(orders_app, name="orders")  # authorities' orders and referrals, e
 app.add_typer(report_app, name="report")  # transparency reports, statements of reasons (issue 6)
 app.add_typer(preservation_app, name="preservation")  # preserved removed content (issue 6)
 app.add_typer(forum_app, name="forum")
+app.add_typer(exchange_app, name="exchange")  # ThreatExchange, TAT, files, JSONL/STIX datasets (issue 5)
 
 
 def _print_version(value: bool) -> None:
