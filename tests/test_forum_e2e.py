@@ -191,7 +191,9 @@ def test_a_hash_confirmed_at_a_is_removed_at_b_and_b_false_positive_reaches_a(db
 
         assert poll(lambda: hub_consensus(y_pdq)["status"] == "disputed", 10.0)
         assert hub_consensus(y_pdq)["score"] == -2 and hub_consensus(y_pdq)["counts"] == {"false_positive": 1}
-        assert hub_consensus(x_pdq)["status"] == "unconfirmed"  # the other hash is untouched
+        # The other hash: B's automatic removal of its copy was reported as "seen".
+        assert poll(lambda: hub_consensus(x_pdq)["counts"] == {"seen": 1}, 10.0)
+        assert hub_consensus(x_pdq)["status"] == "unconfirmed" and hub_consensus(x_pdq)["score"] == 1
 
         # ... and is visible to A, whose sync pulled the consensus change onto its copy of its own contribution.
         def a_sees() -> str | None:

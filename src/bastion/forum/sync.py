@@ -13,9 +13,9 @@ sync``):
    (:mod:`bastion.forum.incidents`), when a decision pipeline is at hand.
 3. **push** the hashes of banks shared with the forum (``exchange_shared_banks``) that were not pushed yet, and
    **retract** pushed hashes whose entry was disabled or deleted here (an appeal overturned them, say).
-4. **feedback** from the organisation's review decisions since the last pass, on content a forum hash matched:
-   a violation confirmed (or an appeal upheld) is ``agree``; "not violating" (or an appeal overturned) is
-   ``false_positive``.
+4. **feedback** on content a forum hash matched, since the last pass: an automated removal or restriction is
+   ``seen``; a reviewer's violation (or an appeal upheld) is ``agree``, "not violating" (or an appeal overturned)
+   ``false_positive``, and replaces ``seen``.
 """
 
 from __future__ import annotations
@@ -442,36 +442,55 @@ def retract_disabled(db: Database, exchange_id: int, client: ForumExchange) -> i
     return len(rows)
 
 
+def _forum_matches(evidence: dict[str, Any] | None, bank_id: int | None) -> set[int]:
+    return {
+        int(m["entry_id"])
+        for m in (evidence or {}).get("matches", [])
+        if m.get("bank_id") == bank_id and m.get("entry_id") is not None
+    }
+
+
 def send_review_feedback(db: Database, exchange_id: int, client: ForumExchange) -> int:
-    """Feedback from the organisation's review decisions (since the last pass) on content forum hashes matched."""
+    """Feedback on forum hashes that matched the organisation's content, since the last pass: ``seen`` for an
+    automated removal or restriction, then what a person concluded (review or appeal), which replaces it."""
     with db.session() as s:
         ex = s.get(OrganisationExchange, exchange_id)
         assert ex is not None
-        after = int((ex.state or {}).get("feedback_after", 0))
-        member = (ex.state or {}).get("member")
+        state = dict(ex.state or {})
+        member = state.get("member")
+        automated = s.execute(
+            select(Decision.id, Decision.evidence)
+            .where(
+                Decision.organisation_id == ex.organisation_id,
+                Decision.id > int(state.get("seen_after", 0)),
+                Decision.automated.is_(True),
+                Decision.outcome.in_(("remove", "restrict")),
+            )
+            .order_by(Decision.id)
+            .limit(500)
+        ).all()
         decided = s.execute(
             select(ReviewDecision.id, ReviewDecision.content_id, ReviewDecision.verdict)
             .where(
                 ReviewDecision.organisation_id == ex.organisation_id,
-                ReviewDecision.id > after,
+                ReviewDecision.id > int(state.get("feedback_after", 0)),
                 ReviewDecision.verdict.in_(list(FEEDBACK_OF_VERDICT)),
             )
             .order_by(ReviewDecision.id)
             .limit(500)
         ).all()
-        if not decided:
+        if not automated and not decided:
             return 0
-        votes: dict[str, str] = {}
+        wanted: list[tuple[set[int], str]] = [(_forum_matches(ev, ex.bank_id), "seen") for _, ev in automated]
         for _, content_id, verdict in decided:
-            entry_ids = set()
+            entry_ids: set[int] = set()
             for evidence in s.scalars(
                 select(Decision.evidence).where(Decision.content_id == content_id, Decision.automated.is_(True))
             ):
-                entry_ids |= {
-                    int(m["entry_id"])
-                    for m in (evidence or {}).get("matches", [])
-                    if m.get("bank_id") == ex.bank_id and m.get("entry_id") is not None
-                }
+                entry_ids |= _forum_matches(evidence, ex.bank_id)
+            wanted.append((entry_ids, FEEDBACK_OF_VERDICT[verdict]))
+        votes: dict[str, str] = {}  # later wins: a person's conclusion replaces "seen"
+        for entry_ids, kind in wanted:
             if not entry_ids:
                 continue
             for sid, labels in s.execute(
@@ -484,11 +503,18 @@ def send_review_feedback(db: Database, exchange_id: int, client: ForumExchange) 
                 )
             ):
                 if (labels or {}).get("forum_contributor") != member:  # never on our own contributions
-                    votes[sid] = FEEDBACK_OF_VERDICT[verdict]
-        last = decided[-1][0]
+                    votes[sid] = kind
+        if automated:
+            state["seen_after"] = automated[-1][0]
+        if decided:
+            state["feedback_after"] = decided[-1][0]
     sent = client.send_feedback([Feedback(sid, kind) for sid, kind in votes.items()]) if votes else 0  # type: ignore[arg-type]
     with db.session() as s:
         ex = s.get(OrganisationExchange, exchange_id)
         assert ex is not None
-        ex.state = {**(ex.state or {}), "feedback_after": last}
+        ex.state = {
+            **(ex.state or {}),
+            "seen_after": state.get("seen_after", 0),
+            "feedback_after": state.get("feedback_after", 0),
+        }
     return sent
