@@ -328,7 +328,7 @@ class OrderService:
 
         targets = _targets(s, order.id)
         if order.kind == "removal_order" and organisation_mode(platform) == "auto":
-            self._execute(s, order, targets, now, actor, automated=True)
+            self._execute(s, order, targets, self.clock(), actor, automated=True)  # the time of the action itself
             return
         for t in targets:
             item = s.get(ContentItem, t.content_id)
