@@ -8,13 +8,16 @@
     submission's signal list, decode its JSON, compare each PDQ with each new hash by ``int`` XOR and popcount,
     look exact values up in a set).
 
-(a) hub delta — a hub holding 1,000,000 hashes serving 20 members' syncs; a delta of 10,000 new hashes must reach
-    a member in < 2 s. Needs the forum hub (bastion.forum); see ``--part``.
+(a) hub delta — a hub holding 1,000,000 hashes (seeded straight into its tables, spread over 20 members) serving
+    20 members' syncs; a delta of 10,000 new hashes must reach a member in < 2 s. The hub runs under uvicorn in a
+    child process; a contributor pushes the delta (one signed batch), then one member, and then all 20 at once,
+    fetch it from their cursors with ForumExchange (every signature verified, as a member does). Baseline, same
+    run: one member re-downloading the whole feed (raw pages, no verification).
 
 Prints one table per part: medians of ``--repeat`` runs and the ratio to the baseline.
 
-    .venv/bin/python bench/bench_forum.py [--part b] [--submissions 1000000] [--new 100] [--repeat 3]
-        [--baseline-repeat 1] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/bench_forum.py [--part a|b|all] [--submissions 1000000] [--new 100] [--repeat 3]
+        [--baseline-repeat 1] [--hub-hashes 1000000] [--delta 10000] [--members 20] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
         [--skip-sqlite] [--skip-postgres] [--quick]
 """
 
@@ -34,14 +37,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bastion.accounts.service import AccountService
 from bastion.exchanges.base import ExchangedSignal
 from bastion.forum.rescan import rescan_recent
 from bastion.storage.db import Database, make_engine, migrate
-from bastion.storage.models import ContentItem
+from bastion.storage.models import ContentItem, ForumChange, ForumMember
 
 PDQ_NEW, MD5_NEW = 80, 20
 PLANTED_PDQ, PLANTED_MD5 = 200, 40
@@ -191,6 +194,232 @@ def bench_rescan(url: str, label: str, args: argparse.Namespace) -> list[tuple[s
     ]
 
 
+# -- (a) hub delta ---------------------------------------------------------------------------------------------------
+def hub_app():  # noqa: ANN201 - uvicorn --factory target: the hub over BENCH_HUB_DB, in its own process
+    from bastion.forum.api import create_hub_app
+
+    return create_hub_app(Database(make_engine(os.environ["BENCH_HUB_DB"])))
+
+
+def seed_hub(db: Database, n: int, members: list[str]) -> None:
+    """``n`` contributions spread over the members, already in the feed (their signatures are placeholders: no
+    member re-verifies them in this bench, which starts every member's cursor after them)."""
+    rng = random.Random(3)
+    with db.session() as s:
+        ids = dict(s.execute(select(ForumMember.name, ForumMember.id)).all())
+    now = datetime.now(UTC)
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        chunk = 100_000
+        for start in range(0, n, chunk):
+            count = min(chunk, n - start)
+            blob = rng.randbytes(count * 32).hex()
+            rows = [
+                (
+                    ids[members[(start + k) % len(members)]],
+                    "pdq",
+                    blob[k * 64 : (k + 1) * 64],
+                    blob[k * 64 : (k + 1) * 64],
+                    '{"category": "propaganda"}',
+                    1,
+                    k,
+                    "x" * 86,
+                    "unconfirmed",
+                    "{}",
+                )
+                for k in range(count)
+            ]
+            cols = (
+                "member_id, signal_type, value, lookup_key, labels, batch, batch_index, signature, consensus,"
+                " feedback_counts, created_at"
+            )
+            if db.engine.dialect.name == "postgresql":
+                with cur.copy(f"COPY forum_contributions ({cols}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                    for r in rows:
+                        copy.write_row((*r, now))
+            else:
+                at = now.replace(tzinfo=None).isoformat(" ", "microseconds")
+                cur.executemany(
+                    f"INSERT INTO forum_contributions ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", [(*r, at) for r in rows]
+                )
+        cur.execute(
+            "INSERT INTO forum_changes (contribution_id, kind, priority, at) "
+            "SELECT id, 'new', false, created_at FROM forum_contributions ORDER BY id"
+        )
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+class HubProcess:
+    """The hub app under uvicorn in a child process (its CPU is not the members')."""
+
+    def __init__(self, url: str) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {**os.environ, "BENCH_HUB_DB": url}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench_forum:hub_app",
+                "--factory",
+                "--app-dir",
+                str(Path(__file__).parent),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/forum/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        sys.exit("the hub did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def bench_hub(url: str, label: str, args: argparse.Namespace) -> list[tuple[str, ...]]:
+    import threading
+
+    import httpx
+
+    from bastion.forum import signing
+    from bastion.forum.exchange import ForumExchange
+    from bastion.forum.hub import HubService, make_cursor
+
+    engine = make_engine(url)
+    migrate(engine)
+    db = Database(engine)
+    hub = HubService(db)
+    names = [f"member-{i:02d}" for i in range(args.members)]
+    keys, signing_keys = {}, {}
+    for name in [*names, "contributor"]:
+        keys[name] = hub.add_member(name)[1]
+        signing_keys[name] = signing.new_private_key()
+        hub.register_key(name, signing.public_key_text(signing_keys[name]))
+    t0 = time.perf_counter()
+    seed_hub(db, args.hub_hashes, names)
+    with db.session() as s:
+        end = s.scalar(select(func.max(ForumChange.seq))) or 0
+    print(f"  {label}: hub seeded with {args.hub_hashes:,} hashes in {time.perf_counter() - t0:.1f} s", flush=True)
+    served = HubProcess(url)
+    try:
+        contributor = ForumExchange("forum", served.url, keys["contributor"], signing_keys["contributor"])
+        pins = {"contributor": signing.public_key_text(signing_keys["contributor"])}
+        rng = random.Random(17)
+        rows: list[tuple[str, ...]] = []
+        for round_no in range(args.repeat):
+            delta = [
+                ExchangedSignal("pdq", f"{rng.getrandbits(256):064x}", {"category": "propaganda"})
+                for _ in range(args.delta)
+            ]
+            cursor = make_cursor(end, 0)
+            t_push = time.perf_counter()
+            contributor.push(delta)
+            push_s = time.perf_counter() - t_push
+            end += args.delta
+
+            def sync(name: str, out: dict[str, float], start: float, cursor: str = cursor) -> None:
+                ex = ForumExchange("forum", served.url, keys[name], pinned_keys=pins, timeout=120)
+                got, c = 0, cursor
+                while True:
+                    page = ex.fetch(c, 10_000)  # fetched and every signature verified, as a member does
+                    got += len(page.signals)
+                    c = page.next_cursor
+                    if not page.more:
+                        break
+                assert got == args.delta and not ex.rejected, (got, ex.rejected[:3])
+                out[name] = time.perf_counter() - start
+                ex.close()
+
+            one: dict[str, float] = {}
+            sync(names[0], one, time.perf_counter())
+            together: dict[str, float] = {}
+            start = time.perf_counter()
+            threads = [threading.Thread(target=sync, args=(n, together, start)) for n in names]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            lat = sorted(together.values())
+            rows.append((round_no, push_s, one[names[0]], statistics.median(lat), lat[-1]))
+        # baseline: one member re-downloading the whole feed (every page of the hub's JSON, no verification)
+        t_full = time.perf_counter()
+        with httpx.Client(timeout=300, headers={"Authorization": f"Bearer {keys[names[0]]}"}) as client:
+            c, total = None, 0
+            while True:
+                body = client.get(
+                    served.url + "/forum/v1/signals", params={"limit": 10_000, **({"after": c} if c else {})}
+                ).json()
+                total += len(body["changes"])
+                c = body["next_cursor"]
+                if not body["more"]:
+                    break
+        full_s = time.perf_counter() - t_full
+    finally:
+        served.stop()
+        engine.dispose()
+    one_med = statistics.median(r[2] for r in rows)
+    med = statistics.median(r[3] for r in rows)
+    worst = statistics.median(r[4] for r in rows)
+    push_med = statistics.median(r[1] for r in rows)
+    n = f"{args.hub_hashes:,}"
+    ok = "PASS < 2 s" if one_med < 2 else "FAIL < 2 s"
+    return [
+        (label, n, "full re-download of the feed, 1 member (baseline)", f"{total:,}", f"{full_s:.2f}", "1.0x", ""),
+        (label, n, "contributor pushes the delta (signed batch)", f"{args.delta:,}", f"{push_med:.2f}", "", ""),
+        (
+            label,
+            n,
+            "delta reaches 1 member (fetch + verify)",
+            f"{args.delta:,}",
+            f"{one_med:.2f}",
+            f"{full_s / one_med:.0f}x faster",
+            ok,
+        ),
+        (
+            label,
+            n,
+            f"delta reaches {args.members} members at once: median",
+            f"{args.delta:,}",
+            f"{med:.2f}",
+            f"{full_s / med:.0f}x faster",
+            "",
+        ),
+        (
+            label,
+            n,
+            f"delta reaches {args.members} members at once: last",
+            f"{args.delta:,}",
+            f"{worst:.2f}",
+            f"{full_s / worst:.0f}x faster",
+            "",
+        ),
+    ]
+
+
 def print_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -227,6 +456,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["a", "b", "all"], default="all")
     parser.add_argument("--submissions", type=int, default=1_000_000)
+    parser.add_argument("--hub-hashes", type=int, default=1_000_000)
+    parser.add_argument("--delta", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--new", type=int, default=100, help="new hashes in the incident (80%% PDQ, 20%% md5)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline-repeat", type=int, default=1, help="the naive loop is slow: runs of it")
@@ -240,6 +472,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.submissions, args.repeat, args.baseline_repeat = 100_000, 1, 1
+        args.hub_hashes, args.delta, args.members = 100_000, 2_000, 5
+    if args.part in ("a", "all"):
+        rows = on_databases(args, bench_hub)
+        print_table(
+            f"(a) hub delta: {args.delta:,} new hashes to members of a hub holding {args.hub_hashes:,}",
+            ("database", "hub hashes", "what", "rows", "median s", "ratio", "target"),
+            rows,
+        )
     if args.part in ("b", "all"):
         rows = on_databases(args, bench_rescan)
         print_table(
