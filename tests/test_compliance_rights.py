@@ -469,3 +469,75 @@ def test_the_sweep_is_idempotent(world, db, settings):
     assert first["restrictions"] == 1 and second["restrictions"] == 0
     assert (_count(db, StatementOfReasons), _count(db, PreservedContent), _count(db, UploaderNotice)) == (1, 1, 1)
     assert len(_events(db, "uploader.notice")) == 1
+
+
+# -- preservation in the decision's transaction -----------------------------------------------------------------------
+REMOVE_KNOWN = """
+version: 1
+default:
+  outcome: allow
+  reason: Nothing known.
+rules:
+  - name: remove-known
+    when:
+      any_match: {bank: alpha-known}
+    outcome: remove
+    reason: Matches known content.
+"""
+
+
+def _known_image_removal(db, settings):
+    from bastion import samples
+    from bastion.banks.service import BankService
+    from bastion.content import Content
+    from bastion.decisions.pipeline import DecisionPipeline
+    from bastion.intake.service import IntakeService, Payload, SubmissionMeta
+    from bastion.matching.live import LiveMatcher
+    from bastion.policy.service import PolicyService
+    from bastion.signals import compute_all
+    from bastion.storage.models import Organisation
+
+    org_id = AccountService(db).create_organisation("alpha").id
+    PolicyService(db).set_policy(org_id, REMOVE_KNOWN)
+    with db.session() as s:
+        s.get(Organisation, org_id).config = {"classifiers": {"semantic": False}}
+    BankService(db, organisation_id=org_id).create_bank("alpha-known")
+    known = samples.encode(samples.generate_image(5))
+    BankService(db, organisation_id=org_id).add_entry(
+        "alpha-known", compute_all(Content.from_bytes(known)), {"category": "propaganda"}
+    )
+    upload = samples.encode(samples.generate_image(5).resize((400, 300)), quality=70)
+    matcher = LiveMatcher(db, settings, refresh_seconds=0)
+    try:
+        matcher.refresh(force=True)
+        intake = IntakeService(db, settings, DecisionPipeline(db, settings, matcher))
+        item = intake.submit(org_id, SubmissionMeta(external_id="re-upload"), Payload(data=upload)).item
+    finally:
+        matcher.stop_refresher()
+    return org_id, item, upload
+
+
+def test_an_automated_removal_is_preserved_with_its_bytes_in_the_decisions_transaction(db, settings):
+    org_id, item, upload = _known_image_removal(db, settings)
+    assert item["decision"]["outcome"] == "remove"
+    with db.session() as s:
+        row = s.scalars(select(PreservedContent)).one()  # before any sweep
+        assert s.get(ContentBlob, item["id"]) is None  # Bastion's working copy is gone; the sealed one stays
+    assert row.has_bytes and upload not in bytes(row.ciphertext)
+    got = PreservationService(db, settings).read(
+        Accessor("user:p@alpha.example", org_id, frozenset({"preservation"})), row.id, purpose="test"
+    )
+    assert base64.b64decode(got["package"]["bytes_base64"]) == upload
+    assert sweep(db, settings)["restrictions"] == 1  # the statement and notice follow; nothing preserved twice
+    assert _count(db, PreservedContent) == 1 and _count(db, StatementOfReasons) == 1
+
+
+def test_a_broken_preservation_key_never_stops_a_removal(db, settings):
+    broken = settings.model_copy(update={"preservation_key": SecretStr("not base64!")})
+    org_id, item, _ = _known_image_removal(db, broken)
+    assert item["decision"]["outcome"] == "remove"
+    assert _count(db, PreservedContent) == 0
+    sweep(db, settings)  # the key fixed: the sweep preserves what it still can (record and hashes)
+    with db.session() as s:
+        row = s.scalars(select(PreservedContent)).one()
+    assert row.has_bytes is False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from bastion.storage.models import (
     utcnow,
 )
 
+log = logging.getLogger(__name__)
 PRESERVATION_SCOPE = "preservation"
 MAX_EXTENSION_DAYS = 5 * 366  # one request extends by at most five years
 MAX_TEXT = 500
@@ -109,6 +111,43 @@ class ConfigKeyProvider:
                 code="preservation_key_unavailable",
             )
         return self._key
+
+
+_installed: KeyProvider | None = None
+_config_providers: dict[int, tuple[Settings, ConfigKeyProvider]] = {}
+
+
+def install_key_provider(provider: KeyProvider | None) -> None:
+    """The KMS hook: every later preservation (the pipeline's, the sweep's, the services') uses ``provider``; None
+    goes back to the configured key."""
+    global _installed
+    _installed = provider
+
+
+def key_provider(settings: Settings) -> KeyProvider:
+    """The installed provider, else the configured key (derived once per settings object)."""
+    if _installed is not None:
+        return _installed
+    cached = _config_providers.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = (settings, ConfigKeyProvider(settings))
+        _config_providers[id(settings)] = cached
+    return cached[1]
+
+
+def preserve_on_decision(
+    session: Session, settings: Settings, item: ContentItem, decision: Decision, data: bytes | None
+) -> PreservedContent | None:
+    """Preserve a restriction in the decision's own transaction, while its bytes are still at hand (the pipeline
+    drops them once decided). A key that cannot be had does not stop the removal: it is logged, and the workers'
+    sweep preserves the item (without the bytes) once the key is fixed."""
+    try:
+        keys = key_provider(settings)
+        keys.current()
+    except BastionError:
+        log.exception("preservation key unavailable; content %s will be preserved by the sweep", item.id)
+        return None
+    return preserve(session, keys, item, decision, days=settings.preservation_days, data=data, actor=decision.actor)
 
 
 @dataclass(frozen=True)
@@ -238,7 +277,7 @@ class PreservationService:
     def __init__(self, db: Database, settings: Settings, keys: KeyProvider | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.keys = keys or ConfigKeyProvider(settings)
+        self.keys = keys or key_provider(settings)
 
     def _row(self, s: Session, who: Accessor, preservation_id: int) -> PreservedContent:
         row = s.get(PreservedContent, preservation_id)
@@ -395,7 +434,10 @@ __all__ = [
     "KeyProvider",
     "PreservationKeyError",
     "PreservationService",
+    "install_key_provider",
+    "key_provider",
     "package",
     "preservation_dict",
     "preserve",
+    "preserve_on_decision",
 ]

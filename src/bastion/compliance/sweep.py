@@ -67,7 +67,7 @@ def handle_restrictions(
     now: datetime | None = None,
     limit: int = 200,
 ) -> int:
-    keys = keys or preservation.ConfigKeyProvider(settings)
+    keys = keys or preservation.key_provider(settings)
     done = 0
     for decision_id in pending_restrictions(db, organisation_id=organisation_id, limit=limit):
         done += handle_restriction(db, settings, keys, decision_id, now=now)
@@ -79,7 +79,7 @@ def sweep(
 ) -> dict[str, Any]:
     """One pass: new restrictions, complaint reminders, ended notice delays, expired preservation."""
     now = now or utcnow()
-    keys = keys or preservation.ConfigKeyProvider(settings)
+    keys = keys or preservation.key_provider(settings)
     return {
         "restrictions": handle_restrictions(db, settings, keys=keys, now=now),
         "complaint_events": ComplaintService(db, settings).remind_due(now=now),

@@ -47,6 +47,7 @@ class Analysis:
 
 
 REVIEWED_OUTCOMES = ("review", "escalate")  # decisions that put the content in a review queue
+PRESERVED_OUTCOMES = ("remove", "restrict")  # restrictions: preserved with their bytes (bastion.compliance)
 
 
 def stored_signals(signals: list[Signal]) -> list[dict[str, Any]]:
@@ -217,7 +218,7 @@ class DecisionPipeline:
         item.error = None
 
     def record(self, session: Session, item: ContentItem, analysis: Analysis, *, actor: str = "policy",
-               queued: bool = False) -> Decision:
+               queued: bool = False, data: bytes | None = None) -> Decision:
         """Write ``analysis`` as the item's first decision, in ``session``: the decision, the item's signals and
         status, the audit record and the ``decision.made`` event. The unique (content, version) key makes a second
         attempt fail instead of deciding twice."""
@@ -242,6 +243,8 @@ class DecisionPipeline:
         )
         session.add(decision)
         self.prepare(item, analysis, now)
+        if v.outcome in PRESERVED_OUTCOMES and data is None:  # preserved below, before the bytes go
+            data = session.scalar(select(ContentBlob.data).where(ContentBlob.content_id == item.id))
         if queued and v.outcome not in REVIEWED_OUTCOMES:  # bytes are kept only for the people who review them
             session.query(ContentBlob).filter(ContentBlob.content_id == item.id).delete(synchronize_session=False)
         session.flush()
@@ -256,6 +259,10 @@ class DecisionPipeline:
             from bastion.review.service import enqueue
 
             enqueue(session, item, decision)
+        if v.outcome in PRESERVED_OUTCOMES:  # removed content kept encrypted for authorities (TCO Art. 6)
+            from bastion.compliance.preservation import preserve_on_decision
+
+            preserve_on_decision(session, self.settings, item, decision, data)
         if v.outcome == "escalate":  # an imminent threat to life: reported to law enforcement (TCO Art. 14(5))
             from bastion.compliance.escalation import open_escalation
 

@@ -193,7 +193,8 @@ class IntakeService:
         def write(s: Any) -> dict[str, Any]:
             if analysis.verdict.outcome in REVIEWED_OUTCOMES and content.content_type is not ContentType.URL:
                 s.add(ContentBlob(content_id=item.id, data=content.data))  # the reviewer will need to see it
-            decision = self.pipeline.record(s, item, analysis, actor="policy")
+            decision = self.pipeline.record(s, item, analysis, actor="policy",
+                                            data=None if content.content_type is ContentType.URL else content.data)
             return {**content_summary(item), "decision": decision_dict(decision)}
 
         self.pipeline.prepare(item, analysis)  # decided before it is inserted: one INSERT, no UPDATE
