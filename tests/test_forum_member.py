@@ -181,3 +181,66 @@ def test_a_bank_the_organisation_does_not_own_cannot_be_shared(db, settings, hub
     with pytest.raises(BastionError) as e:
         share_bank(db, "alpha", "alpha-known", mode="some")
     assert e.value.code == "invalid_share_mode"
+
+
+REVIEW_FORUM_MATCHES = """
+version: 1
+default: {outcome: allow, reason: Nothing known.}
+rules:
+  - name: review-forum
+    when:
+      any_match: {bank: forum-alpha}
+    outcome: review
+    reason: The forum knows it; a person decides.
+"""
+
+
+def test_review_decisions_on_forum_matches_become_feedback(db, settings, hub, platform):
+    from bastion import samples
+    from bastion.content import Content
+    from bastion.decisions.pipeline import DecisionPipeline
+    from bastion.intake.service import IntakeService, Payload, SubmissionMeta
+    from bastion.policy.service import PolicyService
+    from bastion.review import Reviewer, ReviewService
+    from bastion.signals import compute_all
+    from bastion.storage.models import Organisation
+
+    org_id, joined = platform
+    PolicyService(db).set_policy(org_id, REVIEW_FORUM_MATCHES)
+    with db.session() as s:
+        s.get(Organisation, org_id).config = {"classifiers": {"semantic": False}}
+    u = AccountService(db).create_user("alpha", "r1@alpha.example", "reviewer")
+    reviewer = Reviewer(u.id, org_id, "reviewer", u.email)
+    images = [samples.encode(samples.generate_image(seed)) for seed in (41, 42)]
+    beta = hub.member("beta")
+    beta.push(
+        [
+            ExchangedSignal(
+                "pdq",
+                next(s.value for s in compute_all(Content.from_bytes(i)) if s.type == "pdq"),
+                {"category": "propaganda"},
+            )
+            for i in images
+        ]
+    )
+    agree_id, fp_id = beta.last_ids
+    assert sync_exchange(db, settings, joined["id"]).stored == 2
+    matcher = LiveMatcher(db, settings, refresh_seconds=0)
+    intake = IntakeService(db, settings, DecisionPipeline(db, settings, matcher))
+    for n, data in enumerate(images):
+        item = intake.submit(org_id, SubmissionMeta(external_id=f"c-{n}"), Payload(data=data)).item
+        assert item["decision"]["outcome"] == "review"
+    review = ReviewService(db, settings)
+    review.decide(
+        reviewer, review.next_item(reviewer).id, "violating", category="propaganda", policy_reference="TOS 4.2"
+    )
+    review.decide(reviewer, review.next_item(reviewer).id, "not_violating")
+    report = sync_exchange(db, settings, joined["id"])
+    assert report.feedback == 2 and report.error is None
+    assert hub.service.get_contribution(int(agree_id))["consensus"]["counts"] == {"agree": 1}
+    assert hub.service.get_contribution(int(fp_id))["consensus"]["counts"] == {"false_positive": 1}
+    assert sync_exchange(db, settings, joined["id"]).feedback == 0  # each decision is reported once
+    # The consensus change came back through the feed onto the member's copy.
+    labels = {e.labels["forum_consensus"] for e in entries(db)}
+    assert labels == {"unconfirmed", "disputed"}
+    matcher.stop_refresher()
