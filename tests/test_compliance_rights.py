@@ -541,3 +541,32 @@ def test_a_broken_preservation_key_never_stops_a_removal(db, settings):
     with db.session() as s:
         row = s.scalars(select(PreservedContent)).one()
     assert row.has_bytes is False
+
+
+def test_a_removal_on_an_authoritys_order_states_illegal_content_and_the_order(world, db, settings):
+    from bastion.storage.models import Authority, Order, OrderTarget
+
+    cid, did = world.content("ordered", automated=False, matches=[])
+    authority_org = AccountService(db).create_organisation("pharos").id
+    with db.session() as s:
+        a = Authority(organisation_id=authority_org, kind="competent_authority", member_state="FR")
+        s.add(a)
+        s.flush()
+        now = utcnow()
+        o = Order(authority_id=a.id, organisation_id=world.orgs["alpha"], kind="removal_order", reference="FR-77",
+                  issuer="OCLCTIC", member_state="FR", legal_basis="Article 3 of Regulation (EU) 2021/784",
+                  reasons="Recruitment video of a designated organisation", issued_at=now, received_at=now,
+                  status="executed")
+        s.add(o)
+        s.flush()
+        s.add(OrderTarget(order_id=o.id, organisation_id=world.orgs["alpha"], reference="ordered", content_id=cid,
+                          status="removed", decision_id=did))
+    sweep(db, settings)
+    with db.session() as s:
+        st = s.scalars(select(StatementOfReasons)).one().statement
+    assert st["decision_ground"] == "DECISION_GROUND_ILLEGAL_CONTENT"
+    assert st["illegal_content_legal_ground"] == "Article 3 of Regulation (EU) 2021/784"
+    assert "FR-77" in st["illegal_content_explanation"] and "Recruitment video" in st["illegal_content_explanation"]
+    assert st["source_type"] == "SOURCE_TYPE_OTHER_NOTIFICATION" and st["source_identity"] == "OCLCTIC (FR)"
+    assert st["automated_detection"] == "No" and st["automated_decision"] == "AUTOMATED_DECISION_NOT_AUTOMATED"
+    assert "removal order" in st["decision_facts"] and statements.validate([st]) == {}
