@@ -244,3 +244,13 @@ def test_review_decisions_on_forum_matches_become_feedback(db, settings, hub, pl
     labels = {e.labels["forum_consensus"] for e in entries(db)}
     assert labels == {"unconfirmed", "disputed"}
     matcher.stop_refresher()
+
+
+def test_a_sync_whose_bank_was_deleted_says_so_and_stores_nothing(db, settings, hub, platform):
+    _, joined = platform
+    hub.member("beta").push([ExchangedSignal("pdq", PDQS[0], {})])
+    BankService(db).delete_bank("forum-alpha")
+    report = sync_exchange(db, settings, joined["id"])
+    assert report.error["code"] == "exchange_bank_missing" and report.stored == 0
+    assert get_exchange(db, "alpha").cursor is None
+    assert get_exchange(db, "alpha").last_error.startswith("exchange_bank_missing")

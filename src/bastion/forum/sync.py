@@ -38,6 +38,7 @@ from bastion.forum.member import open_exchange
 from bastion.settings import Settings
 from bastion.storage.db import Database
 from bastion.storage.models import (
+    Bank,
     BankChange,
     BankEntry,
     BankSignal,
@@ -217,6 +218,11 @@ def store_page(
         assert ex is not None
         if ex.cursor != cursor:
             return None
+        if ex.bank_id is None or s.get(Bank, ex.bank_id) is None:
+            raise BastionError(
+                f"the bank exchange {ex.name!r} stores its hashes in is gone; join again or set one",
+                code="exchange_bank_missing",
+            )
         latest: dict[str, ExchangedSignal] = {}
         for sig in page.signals:  # a page may carry one contribution twice (new, then consensus): the last wins
             latest[sig.source_id] = sig
