@@ -570,3 +570,14 @@ def test_a_removal_on_an_authoritys_order_states_illegal_content_and_the_order(w
     assert st["source_type"] == "SOURCE_TYPE_OTHER_NOTIFICATION" and st["source_identity"] == "OCLCTIC (FR)"
     assert st["automated_detection"] == "No" and st["automated_decision"] == "AUTOMATED_DECISION_NOT_AUTOMATED"
     assert "removal order" in st["decision_facts"] and statements.validate([st]) == {}
+
+
+def test_the_sweep_leaves_removals_older_than_the_preservation_period_alone(world, db, settings):
+    _, old = world.content("ancient")
+    with db.session() as s:
+        s.get(Decision, old).created_at = utcnow() - timedelta(days=settings.preservation_days + 1)
+    world.content("recent")
+    assert sweep(db, settings)["restrictions"] == 1  # an upgrade does not notify uploaders of long-past removals
+    with db.session() as s:
+        assert s.scalars(select(UploaderNotice.decision_id)).all() != [old]
+        assert s.scalar(select(func.count()).select_from(UploaderNotice).where(UploaderNotice.decision_id == old)) == 0

@@ -11,7 +11,8 @@ unique per decision, and a worker that loses that race rolls back only that deci
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,10 +30,16 @@ log = logging.getLogger(__name__)
 RESTRICTIONS = ("remove", "restrict")
 
 
-def pending_restrictions(db: Database, *, organisation_id: int | None = None, limit: int = 200) -> list[int]:
-    """Ids of restriction decisions not yet handled (no notice record), oldest first."""
+def pending_restrictions(
+    db: Database, *, organisation_id: int | None = None, limit: int = 200, since: datetime | None = None
+) -> list[int]:
+    """Ids of restriction decisions not yet handled (no notice record), oldest first; only those decided after
+    ``since`` when given (the sweep looks back ``BASTION_PRESERVATION_DAYS``: an upgrade does not notify the
+    uploaders of removals older than anything it would still preserve)."""
     handled = select(UploaderNotice.id).where(UploaderNotice.decision_id == Decision.id).exists()
     q = select(Decision.id).where(Decision.outcome.in_(RESTRICTIONS), ~handled).order_by(Decision.id).limit(limit)
+    if since is not None:
+        q = q.where(Decision.created_at >= since)
     if organisation_id is not None:
         q = q.where(Decision.organisation_id == organisation_id)
     with db.session() as s:
@@ -66,12 +73,20 @@ def handle_restrictions(
     organisation_id: int | None = None,
     now: datetime | None = None,
     limit: int = 200,
+    budget_seconds: float = 10.0,
 ) -> int:
+    """Handle pending restrictions (oldest first) in batches of ``limit`` until none is left or ``budget_seconds``
+    have passed (a backlog is worked off over several sweeps). Returns how many were handled."""
     keys = keys or preservation.key_provider(settings)
+    since = (now or utcnow()) - timedelta(days=settings.preservation_days)
     done = 0
-    for decision_id in pending_restrictions(db, organisation_id=organisation_id, limit=limit):
-        done += handle_restriction(db, settings, keys, decision_id, now=now)
-    return done
+    started = time.monotonic()
+    while True:
+        batch = pending_restrictions(db, organisation_id=organisation_id, limit=limit, since=since)
+        handled = sum(handle_restriction(db, settings, keys, decision_id, now=now) for decision_id in batch)
+        done += handled
+        if len(batch) < limit or not handled or time.monotonic() - started > budget_seconds:
+            return done
 
 
 def sweep(

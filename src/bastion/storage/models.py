@@ -818,6 +818,10 @@ class TransparencyReport(Base):
     )
 
 
+# The compliance sweep finds restrictions without a notice yet: remove/restrict decisions in id order (migration 0012).
+Index("ix_decisions_outcome_id", Decision.outcome, Decision.id)
+
+
 # -- the industry forum (issue 5): the hub's tables, then a member platform's exchanges ------------------------------
 class ForumMember(Base):
     """Hub side: a member organisation of the forum. Its API key is stored as a SHA-256 (shown once); its Ed25519

@@ -4,6 +4,7 @@
 - ``statements_of_reasons``: one DSA Art. 17 statement per restriction, in the Transparency Database's fields;
 - ``uploader_notices``: the TCO Art. 11 notice per removal, and an authority's delay;
 - ``complaints``: TCO Art. 10 / DSA Art. 20 complaints (decided as appeals), their deadline and reminders;
+- ``ix_decisions_outcome_id``: the sweep's path to restrictions not yet handled;
 - ``transparency_reports``: published reports, verbatim with their SHA-256. On PostgreSQL a trigger rejects UPDATE,
   so a published version never changes.
 
@@ -139,6 +140,7 @@ def upgrade() -> None:
             name="uq_transparency_reports_organisation_id_period_from",
         ),
     )
+    op.create_index("ix_decisions_outcome_id", "decisions", ["outcome", "id"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
         op.execute(_PG_TRIGGER)
@@ -148,6 +150,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS transparency_reports_immutable ON transparency_reports")
         op.execute("DROP FUNCTION IF EXISTS transparency_reports_immutable()")
+    op.drop_index("ix_decisions_outcome_id", table_name="decisions")
     op.drop_table("transparency_reports")
     op.drop_table("complaints")
     op.drop_table("uploader_notices")
