@@ -166,6 +166,17 @@ def test_push_shares_marked_entries_then_all_and_retracts_disabled_ones(db, sett
     assert report.retracted == 2
     with hub.db.session() as s:
         assert s.scalar(select(func.count()).where(ForumContribution.retracted_at.is_not(None))) == 2
+    # An entry labelled with an incident is contributed under it (while the incident is active).
+    hub.service.activate_incident(None, "attack-1")
+    banks.add_entry(
+        "alpha-known", [Signal("pdq", PDQS[2])], {"category": "livestreamed_attack", "incident": "attack-1"}
+    )
+    assert sync_exchange(db, settings, ex_id).pushed == 1
+    with hub.db.session() as s:
+        got = s.execute(
+            select(ForumContribution.incident, ForumContribution.labels).where(ForumContribution.value == PDQS[2])
+        ).one()
+    assert got == ("attack-1", {"category": "livestreamed_attack"})
     # Its own contributions come back through the feed too, labelled with the contributor.
     assert {e.labels["forum_contributor"] for e in entries(db)} == {"alpha"}
 

@@ -385,8 +385,13 @@ def push_shared(db: Database, exchange_id: int, client: ForumExchange) -> int:
             ).all()
         if not rows:
             return pushed
-        signals = [
-            ExchangedSignal(t, v, {k: str(x) for k, x in (labels or {}).items() if k not in FORUM_LABELS})
+        signals = [  # an entry labelled incident=NAME is contributed under that (active) incident
+            ExchangedSignal(
+                t,
+                v,
+                {k: str(x) for k, x in (labels or {}).items() if k not in FORUM_LABELS and k != "incident"},
+                incident=(labels or {}).get("incident") or None,
+            )
             for _, t, v, labels in rows
         ]
         result = client.push(signals)
