@@ -130,10 +130,9 @@ class ForumExchange:
 
     # -- fetching ----------------------------------------------------------------------------------------------------
     def _key_for(self, member: str, hub_keys: dict[str, str | None] | None) -> tuple[str | None, str | None]:
-        """(pinned key, problem code): the key pinned for ``member``, pinning the hub's on first sight."""
+        """(pinned key, problem code): the key pinned for ``member``, pinning the hub's on first sight. A pinned key
+        is kept whatever the hub says now: rows signed with a key the hub swapped in fail their signature check."""
         if member in self.pinned_keys:
-            if hub_keys is not None and hub_keys.get(member) not in (None, self.pinned_keys[member]):
-                return None, "member_key_changed"
             return self.pinned_keys[member], None
         if hub_keys is None or not hub_keys.get(member):
             return None, "member_key_unknown"
