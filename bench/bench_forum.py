@@ -326,7 +326,7 @@ def bench_hub(url: str, label: str, args: argparse.Namespace) -> list[tuple[str,
     print(f"  {label}: hub seeded with {args.hub_hashes:,} hashes in {time.perf_counter() - t0:.1f} s", flush=True)
     served = HubProcess(url)
     try:
-        contributor = ForumExchange("forum", served.url, keys["contributor"], signing_keys["contributor"])
+        contributor = ForumExchange("forum", served.url, keys["contributor"], signing_keys["contributor"], timeout=300)
         pins = {"contributor": signing.public_key_text(signing_keys["contributor"])}
         rng = random.Random(17)
         rows: list[tuple[str, ...]] = []

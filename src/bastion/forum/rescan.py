@@ -29,12 +29,15 @@ The rescan only reads: the forum's incident protocol turns hits into decisions i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from queue import Empty, Queue
 from typing import Any
 
 import numpy as np
@@ -139,7 +142,8 @@ _HEX64_VALUE = r"([0-9a-f]{64})"  # the canonical form: any other value of a Ham
 def _stored_chunks(s: Session, org: int, since: datetime) -> Iterator[str]:
     """The window's submissions as text chunks of ``<signals JSON> US <id>`` rows joined by RS, read with the
     driver's own cursor (a server-side one on PostgreSQL, so memory stays flat): a million rows cost no Python
-    objects beyond one string each."""
+    objects beyond one string each. A reader thread fetches the next chunk while the caller compares this one (the
+    drivers release the GIL while the database works); it is the connection's only user until it is done."""
     conn = s.connection()
     dialect = conn.dialect
     if dialect.name == "postgresql":
@@ -154,11 +158,30 @@ def _stored_chunks(s: Session, org: int, since: datetime) -> Iterator[str]:
         cursor = conn.connection.cursor()
         bind = ContentItem.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
         params = (org, bind(since) if bind else since)
+    chunks: Queue[str | BaseException | None] = Queue(maxsize=2)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            cursor.execute(sql, params)
+            while not stop.is_set() and (rows := cursor.fetchmany(CHUNK_ROWS)):
+                chunks.put(_RS.join([r[0] for r in rows]))
+            chunks.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            chunks.put(exc)
+
+    reader = threading.Thread(target=read, name="bastion-rescan-reader", daemon=True)
+    reader.start()
     try:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(CHUNK_ROWS):
-            yield _RS.join([r[0] for r in rows])
+        while (chunk := chunks.get()) is not None:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
     finally:
+        stop.set()
+        while reader.is_alive():  # let a reader blocked on a full queue finish, then close its cursor
+            with contextlib.suppress(Empty):
+                chunks.get(timeout=0.05)
         cursor.close()
 
 
