@@ -234,3 +234,51 @@ def test_cli_fetch_export_import_round_trip(db: Database, tmp_path: Path) -> Non
     out = run("exchange", "import", str(te_csv), "--bank", "te-file", "--format", "te-csv", "--json").stdout
     assert json.loads(out)["imported"] == 3
     run("exchange", "export", "--bank", "te-file", "--format", "xml", code=2)
+
+
+def test_cli_registers_and_syncs_a_file_exchange(db: Database, tmp_path: Path) -> None:
+    AccountService(db).create_organisation("platform-b")
+    listing = tmp_path / "tat.json"
+    listing.write_text(
+        json.dumps(
+            [
+                {"id": 7, "hash_digest": PDQ[1], "algorithm": "PDQ", "ideology": "far-right", "deleted": False},
+                {"id": 8, "hash_digest": PDQ[2], "algorithm": "PDQ", "ideology": "islamist", "deleted": False},
+            ]
+        )
+    )
+    row = json.loads(
+        run(
+            "exchange",
+            "add",
+            "platform-b",
+            "tat-file",
+            "--kind",
+            "file",
+            "--file",
+            str(listing),
+            "--format",
+            "tat",
+            "--bank",
+            "tat-b",
+        ).stdout
+    )
+    assert row["options"]["format"] == "tat" and row["bank"] == "tat-b"
+    first = json.loads(run("exchange", "sync", "platform-b", "tat-file").stdout)
+    assert (first["stored"], first["cursor"]) == (2, "2")
+    assert json.loads(run("exchange", "sync", "platform-b", "tat-file").stdout)["stored"] == 0  # by cursor: nothing new
+    labels = sorted(e.labels["tat_ideology"] for e in BankService(db).iter_export("tat-b"))
+    assert labels == ["far-right", "islamist"]
+    assert "exchange_not_found" in run("exchange", "sync", "platform-b", "nope", code=3).output
+    run(
+        "exchange",
+        "add",
+        "platform-b",
+        "te",
+        "--kind",
+        "threatexchange",
+        "--bank",
+        "x",
+        code=2,
+        env={"TX_ACCESS_TOKEN": ""},
+    )
