@@ -201,6 +201,24 @@ def _forum_labels(ex: OrganisationExchange, sig: ExchangedSignal) -> dict[str, s
     return labels
 
 
+def _allocate_entry_ids(s: Any, n: int) -> list[int]:
+    """``n`` new bank entry ids in one step, under the bank write lock the caller holds (as the bulk importer does):
+    never an id a deleted entry had (change-feed readers track ids)."""
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        last = conn.exec_driver_sql(
+            "SELECT setval(pg_get_serial_sequence('bank_entries', 'id'), "
+            "nextval(pg_get_serial_sequence('bank_entries', 'id')) + %(n)s - 1)",
+            {"n": n},
+        ).scalar_one()
+        return list(range(last - n + 1, last + 1))
+    top = conn.exec_driver_sql(
+        "SELECT max(coalesce((SELECT max(id) FROM bank_entries), 0), "
+        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'bank_entries'), 0))"
+    ).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
+
+
 def store_page(
     db: Database,
     exchange_id: int,
@@ -258,9 +276,12 @@ def store_page(
                 }
                 for sig in fresh
             ]
-            ids = list(s.scalars(insert(BankEntry).returning(BankEntry.id, sort_by_parameter_order=True), entry_rows))
+            ids = _allocate_entry_ids(s, len(entry_rows))  # one block: RETURNING would insert row by row on SQLite
+            for eid, entry_row in zip(ids, entry_rows, strict=True):
+                entry_row["id"] = eid
+            s.execute(insert(BankEntry.__table__), entry_rows)
             s.execute(
-                insert(BankSignal),
+                insert(BankSignal.__table__),
                 [
                     {
                         "entry_id": eid,
@@ -279,7 +300,7 @@ def store_page(
             entry_of = {}
         if new:
             s.execute(
-                insert(ExchangeItem),
+                insert(ExchangeItem.__table__),
                 [
                     {
                         "exchange_id": exchange_id,
