@@ -321,13 +321,12 @@ class HubService:
                     }
                 )
             if fresh:
-                new_ids = list(
-                    s.scalars(
-                        insert(ForumContribution).returning(ForumContribution.id, sort_by_parameter_order=True), fresh
-                    )
-                )
+                new_ids = _allocate_ids(s, "forum_contributions", len(fresh))  # under the audit lock
+                for cid, f in zip(new_ids, fresh, strict=True):
+                    f["id"] = cid
+                s.execute(insert(ForumContribution.__table__), fresh)  # plain executemany: no per-row RETURNING
                 s.execute(
-                    insert(ForumChange),
+                    insert(ForumChange.__table__),
                     [
                         {"contribution_id": cid, "kind": "new", "priority": f["incident"] is not None, "at": now}
                         for cid, f in zip(new_ids, fresh, strict=True)
@@ -591,6 +590,20 @@ class HubService:
                     }
                 )
             return {"changes": out, "next_cursor": make_cursor(main, prio), "more": len(rows) >= limit}
+
+
+def _allocate_ids(s: Session, table: str, n: int) -> list[int]:
+    """``n`` new ids of ``table`` in one step; the caller holds the audit lock, so no other hub writer is between."""
+    conn = s.connection()
+    if conn.dialect.name == "postgresql":
+        last = conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), nextval(pg_get_serial_sequence('{table}', 'id'))"
+            " + %(n)s - 1)",
+            {"n": n},
+        ).scalar_one()
+        return list(range(last - n + 1, last + 1))
+    top = conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
 
 
 def _member_dict(m: ForumMember) -> dict[str, Any]:
