@@ -102,3 +102,21 @@ def test_who_sees_and_answers_orders(db, settings, setup):
         r = lead.post(f"/console/orders/{order_id}/execute", data={"csrf_token": token})
         assert r.status_code == 409 and 'data-code="order_not_open"' in r.text
         assert lead.get("/console/escalations").status_code == 200
+
+
+def test_leads_see_escalations_and_their_channels(db, settings, setup):
+    from bastion.compliance.escalation import open_escalation
+    from bastion.storage.models import Decision
+
+    AuthorityService(db).create("europol", "law_enforcement", "EU", contact_email="iru@europol.example", fallback=True)
+    with db.session() as s:
+        item = s.query(ContentItem).filter_by(external_id="post-1").one()
+        decision = Decision(content_id=item.id, organisation_id=item.organisation_id, version=1, outcome="escalate")
+        s.add(decision)
+        s.flush()
+        open_escalation(s, item, decision, "test")
+    with _client(db, settings, "lee@acme.example") as lead:
+        page = lead.get("/console/escalations").text
+        assert 'data-status="pending"' in page and "europol (EU)" in page and "email: pending" in page
+    with _client(db, settings, "rita@acme.example") as reviewer:
+        assert reviewer.get("/console/escalations").status_code == 403

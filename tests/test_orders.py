@@ -220,7 +220,13 @@ def test_cannot_comply_stops_the_clock_until_clarified_then_it_is_executed(db, l
     assert (r.status_code, r.json()["error"]["code"]) == (409, "order_not_open")
 
     set_mode(db, "acme", "auto", actor="test")  # the clarified order executes at once, as on receipt
-    done = svc.clarify(world["authority"].organisation_id, order["id"], "The post with id post-1.", actor="test")
+    r = client.post(
+        f"/v1/orders/{order['id']}/clarification",
+        headers=world["authority_h"],
+        json={"clarification": "The post with id post-1."},
+    )
+    assert r.status_code == 200, r.text
+    done = r.json()["order"]
     assert done["status"] == "executed" and done["confirmed_at"]
     assert done["clarification"]["text"] == "The post with id post-1."
     assert done["clock_started_at"] == done["clarification"]["at"]  # the hour restarted at the clarification
