@@ -46,7 +46,7 @@ def org_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def key_create(
     org: Annotated[str, typer.Argument(help="Organisation name or id.")],
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
-    scope: Annotated[list[str], typer.Option("--scope", help="submit, review, curate, policy or admin (repeatable).")],
+    scope: Annotated[list[str], typer.Option("--scope", help="submit, review, curate, policy, admin, metrics or authority (repeatable).")],
     expires_days: Annotated[int | None, typer.Option("--expires-days", min=1, help="Expire after D days.")] = None,
 ) -> None:
     """Create an API key and print it (this is the only time it is shown)."""
@@ -95,7 +95,7 @@ user_app = typer.Typer(
 def user_create(
     org: Annotated[str, typer.Argument(help="Organisation name or id.")],
     email: Annotated[str, typer.Argument(help="The person's email address.")],
-    role: Annotated[str, typer.Option("--role", help="reviewer, lead or admin.")] = "reviewer",
+    role: Annotated[str, typer.Option("--role", help="reviewer, lead, admin or authority.")] = "reviewer",
 ) -> None:
     """Add a user to an organisation."""
     user = _service().create_user(org, email, role)
@@ -118,7 +118,7 @@ def user_list(
 def user_role(
     org: Annotated[str, typer.Argument(help="Organisation name or id.")],
     user_id: Annotated[int, typer.Argument(help="User id (from `bastion user list`).")],
-    role: Annotated[str, typer.Argument(help="reviewer, lead or admin.")],
+    role: Annotated[str, typer.Argument(help="reviewer, lead, admin or authority.")],
 ) -> None:
     """Change a user's role (the organisation's last admin cannot be demoted)."""
     user = _service().set_role(org, user_id, role)
