@@ -46,7 +46,10 @@ def org_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def key_create(
     org: Annotated[str, typer.Argument(help="Organisation name or id.")],
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
-    scope: Annotated[list[str], typer.Option("--scope", help="submit, review, curate, policy, admin, metrics or authority (repeatable).")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="submit, review, curate, policy, admin, metrics or authority (repeatable)."),
+    ],
     expires_days: Annotated[int | None, typer.Option("--expires-days", min=1, help="Expire after D days.")] = None,
 ) -> None:
     """Create an API key and print it (this is the only time it is shown)."""
