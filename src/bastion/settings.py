@@ -139,6 +139,25 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(
         default=3600.0, gt=0, description="Longest delay between two attempts of a webhook delivery."
     )
+    # authorities (issue 6): signed order files, threat-to-life escalation e-mail
+    orders_drop_dir: Path | None = Field(
+        default=None,
+        description="A directory the workers watch for signed order files (*.json) from authorities that cannot "
+        "call the API; imported files move to processed/, refused ones to rejected/ with the reason. Unset: none.",
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server that threat-to-life escalation e-mails go through; unset: no e-mail."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="Port of smtp_host.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS before sending.")
+    smtp_username: str | None = Field(default=None, description="SMTP login name (with smtp_password); unset: none.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password for smtp_username.")
+    smtp_from: str = Field(default="bastion@localhost", description="Sender address of escalation e-mails.")
+    escalation_max_attempts: int = Field(
+        default=10, ge=1, le=100,
+        description="An escalation e-mail is given up (channel failed, shown to leads) after this many attempts; "
+        "retries back off like webhook deliveries.",
+    )
     admin_email: str = Field(
         default="admin@bastion.localhost",
         description="Address of the admin user created, with a one-time password printed once, on first start.",

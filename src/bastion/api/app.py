@@ -22,6 +22,7 @@ from bastion.api.content import install_content
 from bastion.api.deps import DB, CurrentPrincipal, require_scope
 from bastion.api.hma import add_hma_routes
 from bastion.api.ops import install_ops
+from bastion.api.orders import add_order_routes
 from bastion.api.policy import add_policy_routes
 from bastion.api.review import add_review_routes
 from bastion.api.users import add_user_routes
@@ -165,6 +166,7 @@ def create_app(db: Database, settings: Settings, identity_provider: IdentityProv
     add_webhook_routes(app)  # /v1/webhooks (issue 3 §6)
     add_user_routes(app)  # /v1/users (issue 3 §2)
     add_review_routes(app)  # /v1/content/{id}/appeals, /v1/appeals, /v1/review/... (issue 4)
+    add_order_routes(app)  # /v1/orders, /v1/escalations: authorities (issue 6 §1-2)
     add_compliance_routes(app)  # complaints, statements of reasons, notices, preservation, transparency (issue 6)
     install_ops(app)  # /healthz, /readyz, /metrics, request ids
     install_content(app)  # POST/GET /v1/content, /v1/organisation (issue 3 §3); after install_ops (metrics)

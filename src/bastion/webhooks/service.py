@@ -30,6 +30,9 @@ from bastion.webhooks import crypto
 # Types a webhook can subscribe to (an empty subscription list means all of them). "ping" is only ever sent to one
 # webhook, by its test route, whatever its subscriptions.
 EVENT_TYPES = ("decision.made", "decision.changed", "review.completed", "content.failed")
+# authorities (issue 6): orders and their clock, threat-to-life escalations to law enforcement
+EVENT_TYPES = (*EVENT_TYPES, "order.received", "order.executed", "order.confirmed", "order.alert",
+               "order.cannot_comply", "order.clarified", "escalation.created")
 # users' rights (issue 6): the uploader's notice to deliver, a complaint near or past its deadline
 EVENT_TYPES = (*EVENT_TYPES, "uploader.notice", "complaint.reminder", "complaint.overdue")
 PING = "ping"
