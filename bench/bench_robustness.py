@@ -2,7 +2,7 @@
 
 Photos: the real photographs shipped by Debian's wallpaper packages (``apt-get install mate-backgrounds
 lomiri-wallpapers-16.04 lomiri-wallpapers-20.04``; illustrations and patterns are left out by name). Each photo is
-split in two: its left 60 % is cut into non-overlapping tiles that make the bank (640 px wide, 4:3; tiles too flat
+split in two: its left 60 % is cut into non-overlapping tiles that make the bank (480 x 360; tiles too flat
 for either signal, PDQ quality < 50 or fewer than 64 ORB keypoints, are dropped and counted), its right 40 % gives
 the unrelated images (random crops of random size and shape, none overlapping a bank tile). Neighbouring tiles of one
 photo share its textures and light, which makes the false-match test harder than unrelated photos would.
@@ -54,7 +54,7 @@ PHOTOS = [
     "mate/nature/LadyBird.jpg", "mate/nature/RainDrops.jpg", "mate/nature/Storm.jpg", "mate/nature/TwoWings.jpg",
     "mate/nature/Wood.jpg", "mate/nature/YellowFlower.jpg",
 ]  # fmt: skip
-TILE_W, TILE_H = 640, 480
+TILE_W, TILE_H = 480, 360
 BANK_SHARE = 0.6
 
 
@@ -127,10 +127,10 @@ def pdq_matches(variants: list[str], bank_pdq: list[str], threshold: int) -> set
     return {i for i, b in enumerate(bank_pdq) if min(hamming(v, b) for v in variants) <= threshold}
 
 
-def timed(fn, data: bytes) -> float:
+def timed(fn, data: bytes):
     t = time.perf_counter()
-    fn(data)
-    return time.perf_counter() - t
+    out = fn(data)
+    return out, time.perf_counter() - t
 
 
 def main() -> None:
@@ -138,7 +138,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--unrelated", type=int, default=5000)
     ap.add_argument("--scale", type=int, default=50_000, help="pictures in the index-scale test (d)")
-    ap.add_argument("--tile-scale", type=float, default=0.8, help="photos are scaled by this before tiling")
+    ap.add_argument("--tile-scale", type=float, default=1.0, help="photos are scaled by this before tiling")
     args = ap.parse_args()
     if args.quick:
         args.unrelated, args.scale = 500, 5000
@@ -188,11 +188,11 @@ def main() -> None:
                 edited = jpeg(edit(img, r, bg), 88)  # type: ignore[call-arg]
             else:
                 edited = jpeg(edit(img, r), 88)
-            cost_pdq.append(timed(pdq_of, edited))
-            cost_orb.append(timed(orb_of, edited))
-            _, _, variants = pdq_of(edited)
+            (_, _, variants), took_pdq = timed(pdq_of, edited)
+            kp, took_orb = timed(orb_of, edited)
+            cost_pdq.append(took_pdq)
+            cost_orb.append(took_orb)
             hit_pdq = i in pdq_matches(variants, bank_pdq, pdq_t)
-            kp = orb_of(edited)
             t = time.perf_counter()
             found = dict(index.query(kp, radius, min_inliers)) if kp is not None else {}
             cost_query.append(time.perf_counter() - t)
@@ -215,12 +215,10 @@ def main() -> None:
         if quality >= settings.pdq_min_quality:
             false_pdq += bool(pdq_matches(variants, bank_pdq, pdq_t))
         kp = orb_of(data)
-        if kp is not None:
-            found = index.query(kp, radius, min_inliers)
-            false_orb += bool(found)
-            worst = max([worst, *(v.inliers for _, v in found)])
-            loose = index.query(kp, radius, 4)
-            worst = max([worst, *(v.inliers for _, v in loose)])
+        if kp is not None:  # queried with a loose threshold to see how close chance comes
+            inliers = [v.inliers for _, v in index.query(kp, radius, 4)]
+            false_orb += any(n >= min_inliers for n in inliers)
+            worst = max([worst, *inliers])
     print(f"\n(b) false matches: {len(others)} unrelated images x {len(kept)} bank tiles: PDQ {false_pdq}, ORB "
           f"{false_orb} (most inliers with any bank tile: {worst}; the threshold is {min_inliers})")  # fmt: skip
 
