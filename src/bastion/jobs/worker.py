@@ -49,6 +49,7 @@ class Worker:
         self.batch = batch
         self.processed = 0
         self._next_maintenance = 0.0  # the first pass prunes
+        self._next_forum_sync = 0.0  # the first pass syncs joined forums (bastion.forum.sync)
         self._next_compliance = 0.0  # the first pass sweeps (bastion.compliance.sweep)
         self._next_orders = 0.0  # the first pass runs the orders' clock and escalation e-mail (issue 6)
 
@@ -69,6 +70,7 @@ class Worker:
         elif content_jobs:
             self.handle(content_jobs[0])
         self._maintain()
+        self._sync_forums()
         self._compliance()
         self._orders()
         return len(jobs) + self._deliver()
@@ -109,6 +111,24 @@ class Worker:
             except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
                 log.exception("%s pass failed", name)
         return True
+
+    def _sync_forums(self, now: float | None = None) -> int:
+        """Every ``BASTION_FORUM_SYNC_SECONDS``: one sync pass of each joined forum whose turn it is (claimed in the
+        database, so one worker syncs each); incident hashes are rescanned with this worker's pipeline."""
+        now = time.monotonic() if now is None else now
+        if self.settings.forum_sync_seconds <= 0 or now < self._next_forum_sync:
+            return 0
+        self._next_forum_sync = now + self.settings.forum_sync_seconds
+        from bastion.forum.sync import due_exchanges, sync_exchange
+
+        done = 0
+        try:
+            for exchange_id in due_exchanges(self.db, self.settings.forum_sync_seconds):
+                report = sync_exchange(self.db, self.settings, exchange_id, pipeline=self.pipeline)
+                done += report.stored + report.pushed + report.feedback + len(report.decisions)
+        except Exception:  # noqa: BLE001 - the next pass retries; deciding submissions goes on
+            log.exception("forum sync failed")
+        return done
 
     def _maintain(self, now: float | None = None) -> bool:
         """Once an hour per worker: prune the webhook outbox (``BASTION_OUTBOX_RETENTION_DAYS``). True if it ran."""
