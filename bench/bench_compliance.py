@@ -44,16 +44,30 @@ def _removal(db: Database, settings: Settings, org_id: int, n: int, data: bytes 
     """One removal in one transaction (with preservation when ``data`` is given); seconds and the decision id."""
     t0 = time.perf_counter()
     with db.session() as s:
-        item = ContentItem(organisation_id=org_id, external_id=f"post-{n}", source="upload", content_type="image",
-                           status="decided", signals=[{"type": "sha256", "value": f"{n:064x}"}], jurisdictions=["DE"])
+        item = ContentItem(
+            organisation_id=org_id,
+            external_id=f"post-{n}",
+            source="upload",
+            content_type="image",
+            status="decided",
+            signals=[{"type": "sha256", "value": f"{n:064x}"}],
+            jurisdictions=["DE"],
+        )
         s.add(item)
         s.flush()
-        d = Decision(content_id=item.id, organisation_id=org_id, version=1, outcome="remove", automated=True,
-                     rule="remove-known", reason="known content", evidence={"matches": [{"bank": "b", "entry_id": n}]})
+        d = Decision(
+            content_id=item.id,
+            organisation_id=org_id,
+            version=1,
+            outcome="remove",
+            automated=True,
+            rule="remove-known",
+            reason="known content",
+            evidence={"matches": [{"bank": "b", "entry_id": n}]},
+        )
         s.add(d)
         s.flush()
-        audit.append(s, "policy", "decision_made", f"content:{item.id}", {"outcome": "remove"},
-                     organisation_id=org_id)
+        audit.append(s, "policy", "decision_made", f"content:{item.id}", {"outcome": "remove"}, organisation_id=org_id)
         emit(s, org_id, "decision.made", {"content": {"id": item.id}, "decision": {"id": d.id}})
         if data is not None:
             preserve(s, key_provider(settings), item, d, days=settings.preservation_days, data=data)
@@ -80,8 +94,9 @@ def run(db: Database, items: int, kb: int) -> dict[str, tuple[float, float]]:
     with db.session() as s:
         from sqlalchemy import select
 
-        plain_ids = list(s.scalars(select(Decision.id).where(Decision.organisation_id == org_id)
-                                   .order_by(Decision.id).limit(items)))
+        plain_ids = list(
+            s.scalars(select(Decision.id).where(Decision.organisation_id == org_id).order_by(Decision.id).limit(items))
+        )
     swept = []
     for decision_id in plain_ids:
         t0 = time.perf_counter()
@@ -97,9 +112,12 @@ def run(db: Database, items: int, kb: int) -> dict[str, tuple[float, float]]:
         exports.append(time.perf_counter() - t0)
     with db.session() as s:
         assert s.query(StatementOfReasons).count() == items
-    return {"removal (baseline)": _stats(base), "removal + preservation in its transaction": _stats(with_preservation),
-            "sweep: statement + notice per restriction": _stats(swept),
-            "export + validate 100 statements (per batch)": _stats(exports)}
+    return {
+        "removal (baseline)": _stats(base),
+        "removal + preservation in its transaction": _stats(with_preservation),
+        "sweep: statement + notice per restriction": _stats(swept),
+        "export + validate 100 statements (per batch)": _stats(exports),
+    }
 
 
 def main() -> None:
@@ -127,8 +145,10 @@ def main() -> None:
         finally:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    print(f"{args.items} removals, {args.kb} KiB preserved each; ms per item (per batch for the export), utcnow "
-          f"{utcnow():%Y-%m-%d %H:%M}Z")
+    print(
+        f"{args.items} removals, {args.kb} KiB preserved each; ms per item (per batch for the export), utcnow "
+        f"{utcnow():%Y-%m-%d %H:%M}Z"
+    )
     print(f"| step | {' | '.join(f'{db} p50 | {db} p95 | {db} ×base' for db in results)} |")
     print("|---" * (1 + 3 * len(results)) + "|")
     steps = next(iter(results.values())).keys()

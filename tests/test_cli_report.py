@@ -25,13 +25,29 @@ def run(*args: str, code: int = 0, cli=app):
 def _removals(db, org_id: int, n: int) -> None:
     with db.session() as s:
         for i in range(n):
-            item = ContentItem(organisation_id=org_id, external_id=f"p{i}", source="upload", content_type="video",
-                               status="decided", signals=[], jurisdictions=["IE"])
+            item = ContentItem(
+                organisation_id=org_id,
+                external_id=f"p{i}",
+                source="upload",
+                content_type="video",
+                status="decided",
+                signals=[],
+                jurisdictions=["IE"],
+            )
             s.add(item)
             s.flush()
             s.add(ContentBlob(content_id=item.id, data=b"benign bytes %d" % i))
-            s.add(Decision(content_id=item.id, organisation_id=org_id, version=1, outcome="remove", automated=True,
-                           reason="known", evidence={"matches": [{"bank": "known", "entry_id": i}]}))
+            s.add(
+                Decision(
+                    content_id=item.id,
+                    organisation_id=org_id,
+                    version=1,
+                    outcome="remove",
+                    automated=True,
+                    reason="known",
+                    evidence={"matches": [{"bank": "known", "entry_id": i}]},
+                )
+            )
 
 
 def test_transparency_report_formats_and_publishing(db, tmp_path):
@@ -51,10 +67,8 @@ def test_transparency_report_formats_and_publishing(db, tmp_path):
     with db.session() as s:
         assert s.query(TransparencyReport).count() == 2
     assert "invalid_format" in run("transparency", "alpha", *period, "--format", "pdf", code=2).output
-    assert "invalid_period" in run("transparency", "alpha", "--from", "yesterday", "--to", "2025-01-01",
-                                   code=2).output
-    assert "invalid_period" in run("transparency", "alpha", "--from", "2025-02-01", "--to", "2025-01-01",
-                                   code=2).output
+    assert "invalid_period" in run("transparency", "alpha", "--from", "yesterday", "--to", "2025-01-01", code=2).output
+    assert "invalid_period" in run("transparency", "alpha", "--from", "2025-02-01", "--to", "2025-01-01", code=2).output
 
 
 def test_statements_are_exported_in_batches_of_100_and_validated(db, tmp_path):
@@ -93,8 +107,19 @@ def test_preservation_commands(db):
     assert package["package"]["content"]["external_id"] == "p0"
     assert "purpose_required" in run("read", pid, "--purpose", "", cli=preservation_app, code=2).output
     later = (utcnow() + timedelta(days=400)).isoformat()
-    extended = json.loads(run("extend", pid, "--until", later, "--requested-by", "High Court", "--reference",
-                              "2025/123", cli=preservation_app).stdout)
+    extended = json.loads(
+        run(
+            "extend",
+            pid,
+            "--until",
+            later,
+            "--requested-by",
+            "High Court",
+            "--reference",
+            "2025/123",
+            cli=preservation_app,
+        ).stdout
+    )
     assert extended["extensions"][0]["reference"] == "2025/123"
     assert run("purge", cli=preservation_app).stdout.strip() == "purged 0"
     with db.session() as s:

@@ -553,14 +553,31 @@ def test_a_removal_on_an_authoritys_order_states_illegal_content_and_the_order(w
         s.add(a)
         s.flush()
         now = utcnow()
-        o = Order(authority_id=a.id, organisation_id=world.orgs["alpha"], kind="removal_order", reference="FR-77",
-                  issuer="OCLCTIC", member_state="FR", legal_basis="Article 3 of Regulation (EU) 2021/784",
-                  reasons="Recruitment video of a designated organisation", issued_at=now, received_at=now,
-                  status="executed")
+        o = Order(
+            authority_id=a.id,
+            organisation_id=world.orgs["alpha"],
+            kind="removal_order",
+            reference="FR-77",
+            issuer="OCLCTIC",
+            member_state="FR",
+            legal_basis="Article 3 of Regulation (EU) 2021/784",
+            reasons="Recruitment video of a designated organisation",
+            issued_at=now,
+            received_at=now,
+            status="executed",
+        )
         s.add(o)
         s.flush()
-        s.add(OrderTarget(order_id=o.id, organisation_id=world.orgs["alpha"], reference="ordered", content_id=cid,
-                          status="removed", decision_id=did))
+        s.add(
+            OrderTarget(
+                order_id=o.id,
+                organisation_id=world.orgs["alpha"],
+                reference="ordered",
+                content_id=cid,
+                status="removed",
+                decision_id=did,
+            )
+        )
     sweep(db, settings)
     with db.session() as s:
         st = s.scalars(select(StatementOfReasons)).one().statement

@@ -21,12 +21,29 @@ def admin(db) -> str:
     svc.set_password("acme", user.id, PASSWORD)
     with db.session() as s:
         for i in range(3):
-            item = ContentItem(organisation_id=org.id, external_id=f"p{i}", source="upload", content_type="image",
-                               status="decided", signals=[], jurisdictions=["FR"], created_at=utcnow())
+            item = ContentItem(
+                organisation_id=org.id,
+                external_id=f"p{i}",
+                source="upload",
+                content_type="image",
+                status="decided",
+                signals=[],
+                jurisdictions=["FR"],
+                created_at=utcnow(),
+            )
             s.add(item)
             s.flush()
-            s.add(Decision(content_id=item.id, organisation_id=org.id, version=1, outcome="remove", automated=True,
-                           reason="known", evidence={"matches": [{"bank": "b", "entry_id": i}]}))
+            s.add(
+                Decision(
+                    content_id=item.id,
+                    organisation_id=org.id,
+                    version=1,
+                    outcome="remove",
+                    automated=True,
+                    reason="known",
+                    evidence={"matches": [{"bank": "b", "entry_id": i}]},
+                )
+            )
     return user.email
 
 
