@@ -224,15 +224,17 @@ def seed_hub(db: Database, n: int, members: list[str]) -> None:
                     '{"category": "propaganda"}',
                     1,
                     k,
+                    count,
                     "x" * 86,
+                    "",
                     "unconfirmed",
                     "{}",
                 )
                 for k in range(count)
             ]
             cols = (
-                "member_id, signal_type, value, lookup_key, labels, batch, batch_index, signature, consensus,"
-                " feedback_counts, created_at"
+                "member_id, signal_type, value, lookup_key, labels, batch, batch_index, batch_size, signature, proof,"
+                " consensus, feedback_counts, created_at"
             )
             if db.engine.dialect.name == "postgresql":
                 with cur.copy(f"COPY forum_contributions ({cols}) FROM STDIN") as copy:  # type: ignore[attr-defined]
@@ -241,7 +243,8 @@ def seed_hub(db: Database, n: int, members: list[str]) -> None:
             else:
                 at = now.replace(tzinfo=None).isoformat(" ", "microseconds")
                 cur.executemany(
-                    f"INSERT INTO forum_contributions ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", [(*r, at) for r in rows]
+                    f"INSERT INTO forum_contributions ({cols}) VALUES ({','.join('?' * 13)})",
+                    [(*r, at) for r in rows],
                 )
         cur.execute(
             "INSERT INTO forum_changes (contribution_id, kind, priority, at) "

@@ -62,19 +62,16 @@ def sig(value=PDQ_A, stype="pdq", **labels) -> ExchangedSignal:
 
 
 def signed_items(ex: ForumExchange, batch: int, values, incident=None):
-    out = []
-    for i, (stype, value) in enumerate(values):
-        payload = signing.contribution_payload(ex.member, batch, i, stype, value, {"category": "propaganda"}, incident)
-        out.append(
-            {
-                "signal_type": stype,
-                "value": value,
-                "labels": {"category": "propaganda"},
-                "incident": incident,
-                "signature": signing.sign(ex.signing_key, payload),
-            }
-        )
-    return out
+    labels = {"category": "propaganda"}
+    payloads = [
+        signing.contribution_payload(ex.member, batch, i, stype, value, labels, incident)
+        for i, (stype, value) in enumerate(values)
+    ]
+    signature = signing.sign_contributions(ex.signing_key, ex.member, batch, payloads)
+    return [
+        {"signal_type": stype, "value": value, "labels": labels, "incident": incident, "signature": signature}
+        for stype, value in values
+    ]
 
 
 def test_a_member_key_is_shown_once_and_stored_hashed(hub):
@@ -155,7 +152,9 @@ def test_a_row_altered_on_the_hub_is_rejected_by_the_member(hub):
             labels={},
             batch=99,
             batch_index=0,
-            signature=signing.sign(mallory, payload),
+            batch_size=1,
+            signature=signing.sign_contributions(mallory, "alpha", 99, [payload]),
+            proof="",  # a batch of one: the leaf is the root
             consensus="unconfirmed",
             feedback_counts={},
         )
@@ -213,7 +212,7 @@ def test_bad_labels_and_inactive_incident_are_refused(hub):
         "signal_type": "pdq",
         "value": PDQ_A,
         "labels": labels,
-        "signature": signing.sign(alpha.signing_key, payload),
+        "signature": signing.sign_contributions(alpha.signing_key, "alpha", 1, [payload]),
     }
     r = hub.raw("alpha").post("/forum/v1/contributions", json={"batch": 1, "items": [item]})
     assert (r.status_code, r.json()["error"]["code"]) == (400, "unknown_label_value")
@@ -223,7 +222,7 @@ def test_bad_labels_and_inactive_incident_are_refused(hub):
         "signal_type": "pdq",
         "value": PDQ_A,
         "labels": labels,
-        "signature": signing.sign(alpha.signing_key, payload),
+        "signature": signing.sign_contributions(alpha.signing_key, "alpha", 1, [payload]),
     }
     r = hub.raw("alpha").post("/forum/v1/contributions", json={"batch": 1, "items": [item]})
     assert r.json()["error"]["code"] == "labels_not_canonical"
@@ -332,3 +331,36 @@ def test_public_keys_are_registered_once_by_the_member(hub):
     r = raw.put("/forum/v1/me/public-key", json={"public_key": "bm90IGEga2V5"})
     assert r.json()["error"]["code"] == "invalid_public_key"
     assert alpha.me()["public_key"] == signing.public_key_text(alpha.signing_key)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13, 64, 101])
+def test_one_signature_per_batch_every_row_checkable_on_its_own(count):
+    key, other = signing.new_private_key(), signing.new_private_key()
+    public = signing.public_key_text(key)
+    payloads = [
+        signing.contribution_payload("alpha", 7, i, "md5", f"{i:032x}", {"category": "propaganda"}, None)
+        for i in range(count)
+    ]
+    signature = signing.sign_contributions(key, "alpha", 7, payloads)
+    _, proofs = signing.merkle_tree([signing.leaf_hash(p) for p in payloads])
+    checker = signing.BatchVerifier()
+    for i in reversed(range(count)):  # any order, any subset: each row carries what it needs
+        checker.verify(public, payloads[i], count, proofs[i], signature)
+
+    def refused(payload, size, proof, sig, key_text=public):
+        with pytest.raises(signing.InvalidSignatureError):
+            signing.BatchVerifier().verify(key_text, payload, size, proof, sig)
+
+    last = payloads[-1]
+    refused({**last, "value": "f" * 32}, count, proofs[-1], signature)  # an altered field
+    refused({**last, "labels": {"category": "other"}}, count, proofs[-1], signature)
+    refused({**last, "batch": 8}, count, proofs[-1], signature)  # moved to another batch
+    refused(last, count + 1, proofs[-1], signature)  # a batch claimed bigger than signed
+    refused(
+        last, count, proofs[-1], signing.sign_contributions(other, "alpha", 7, payloads), signing.public_key_text(key)
+    )
+    if count > 1:
+        refused(payloads[0], count, proofs[1], signature)  # another row's proof
+        refused({**payloads[0], "index": 1}, count, proofs[0], signature)  # moved to another position
+        refused(last, count, proofs[-1] + "AAAA", signature)  # a proof too long, or not a proof
+        refused(last, count, "", signature)  # too short

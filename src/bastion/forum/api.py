@@ -156,9 +156,10 @@ def create_hub_app(db: Database) -> FastAPI:
         member: Member,
         after: Annotated[str | None, Query(max_length=60)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The delta feed after ``after`` (new, retracted, consensus changes), incident changes first."""
-        return hub.changes(after, limit)
+        # Already plain JSON types: answered directly, without FastAPI's per-value encoder (seconds per 10,000 rows).
+        return JSONResponse(hub.changes(after, limit))
 
     @app.get("/forum/v1/incidents")
     def incidents(hub: Hub, member: Member) -> dict[str, Any]:

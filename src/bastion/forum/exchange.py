@@ -2,9 +2,11 @@
 
 ``ForumExchange`` speaks the hub's HTTP API as one member. It signs what it sends with the member's Ed25519 key and
 numbers each batch (the hub's ``last_batch + 1``, read from the hub before sending, so a member that crashed after
-sending never needs to remember its counter). What it fetches it verifies again: each contribution's signature,
-rebuilt from the fields served, against the contributor's key as this member *pinned* it the first time it saw it
-(trust on first use). A row whose signature fails, or whose contributor's key changed, is not returned: it is
+sending never needs to remember its counter); a batch of contributions is signed once, over the Merkle root of its
+payloads. What it fetches it verifies again: each contribution's payload, rebuilt from the fields served, through
+its proof to a root its contributor signed, with the contributor's key as this member *pinned* it the first time it
+saw it (trust on first use; each batch signature is checked once, however many of its rows a page holds).
+A row whose signature fails, or whose contributor's key changed, is not returned: it is
 listed in :attr:`ForumExchange.rejected` with its code, so the hub cannot put words in a member's mouth.
 """
 
@@ -72,6 +74,7 @@ class ForumExchange:
         self.signing_key = signing_key
         self.pinned_keys: dict[str, str] = dict(pinned_keys or {})  # member name -> public key, first seen
         self.rejected: list[dict[str, Any]] = []  # rows of the last fetch that failed verification
+        self._batches = signing.BatchVerifier()  # batch signatures already checked
         self.last_ids: list[str] = []  # the hub's ids of the last push, in order
         self._client = client or httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"})
         self._member: str | None = None
@@ -153,7 +156,7 @@ class ForumExchange:
                 hub_keys = self.members()  # once a page, only for a contributor not seen before
             key, problem = self._key_for(contributor, hub_keys)
             if problem is None:
-                problem = self._check(row, contributor, key or "")
+                problem = self._check(row, contributor, key or "", self._batches)
             if problem is not None:
                 self.rejected.append(
                     {"id": row.get("id"), "seq": row.get("seq"), "contributor": contributor, "code": problem}
@@ -184,7 +187,7 @@ class ForumExchange:
         return FetchPage(out, body.get("next_cursor"), bool(body.get("more")))
 
     @staticmethod
-    def _check(row: dict[str, Any], contributor: str, key: str) -> str | None:
+    def _check(row: dict[str, Any], contributor: str, key: str, batches: signing.BatchVerifier) -> str | None:
         """None when the row is what its contributor signed (and, if retracted, retracted by them), else a code."""
         try:
             payload = signing.contribution_payload(
@@ -196,7 +199,9 @@ class ForumExchange:
                 dict(row.get("labels") or {}),
                 row.get("incident"),
             )
-            signing.verify(key, payload, str(row.get("signature", "")))
+            batches.verify(
+                key, payload, int(row["batch_size"]), str(row.get("proof", "")), str(row.get("signature", ""))
+            )
             if row.get("retracted"):
                 r = row.get("retraction") or {}
                 signing.verify(
@@ -246,16 +251,23 @@ class ForumExchange:
             for s in signals
         ]
 
+        signed: dict[tuple[str, int], str] = {}  # (member, batch) -> the batch signature
+
         def build(member: str, batch: int, i: int) -> dict[str, Any]:
+            if (member, batch) not in signed:
+                payloads = [
+                    signing.contribution_payload(member, batch, j, stype, value, labels, incident)
+                    for j, (stype, value, labels, incident) in enumerate(canon)
+                ]
+                signed[(member, batch)] = signing.sign_contributions(key, member, batch, payloads)  # type: ignore[arg-type]
             stype, value, labels, incident = canon[i]
-            payload = signing.contribution_payload(member, batch, i, stype, value, labels, incident)
             return {
                 "signal_type": stype,
                 "value": value,
                 "labels": labels,
                 "incident": incident,
-                "signature": signing.sign(key, payload),
-            }  # type: ignore[arg-type]
+                "signature": signed[(member, batch)],
+            }
 
         body = self._send("/forum/v1/contributions", build, len(canon))
         self.last_ids = [str(i) for i in body["ids"]]

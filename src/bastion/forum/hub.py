@@ -7,8 +7,10 @@ recorded in the hub's own hash-chained audit log, in the same transaction.
 
 Batches: a member numbers each batch it sends (contributions, feedback and retractions share one counter); the hub
 takes batch ``last_batch + 1`` only. A lower number is a replay (``batch_replayed``), a higher one arrived out of
-order (``batch_out_of_order``); either way nothing is stored. Every item is signed over a payload naming the batch
-and its index in it (:mod:`bastion.forum.signing`), so a replayed or reshuffled batch also fails its signatures.
+order (``batch_out_of_order``); either way nothing is stored. Every item's payload names the batch and its index in
+it (:mod:`bastion.forum.signing`), so a replayed or reshuffled batch also fails its signatures. Contributions carry
+one signature per batch, over the Merkle root of their payloads; the hub rebuilds the root from the items it got,
+checks the signature once, and stores each contribution's proof so members can check any row on its own.
 
 Consensus (recomputed whenever feedback arrives; one vote per member, its latest; the contributor's own is not
 taken): with ``support`` = agree + seen, ``fp`` = false_positive and ``disputes`` = disagree_label,
@@ -265,14 +267,37 @@ class HubService:
             row = self._take_batch(s, member, batch, len(items))
             active = self._active_incidents(s)
             parsed: list[tuple[int, str, str, str, dict[str, Any], str | None, str]] = []
+            payloads: list[dict[str, Any]] = []
+            for index, item in enumerate(items):
+                labels = item.get("labels") or {}
+                if not isinstance(labels, dict):
+                    raise InvalidInput("labels are an object of strings", code="invalid_label", index=index)
+                payloads.append(
+                    signing.contribution_payload(
+                        member.name,
+                        batch,
+                        index,
+                        str(item.get("signal_type", "")),
+                        str(item.get("value", "")),
+                        labels,
+                        item.get("incident"),
+                    )
+                )
+            # One signature for the batch, over the Merkle root of its contributions (bastion.forum.signing).
+            signature = str(items[0].get("signature", "")) if items else ""
+            stray = next((i for i, item in enumerate(items) if str(item.get("signature", "")) != signature), None)
+            if stray is not None:
+                raise signing.InvalidSignatureError(
+                    "every contribution of a batch carries the batch's one signature", index=stray
+                )
+            root, proofs = signing.merkle_tree([signing.leaf_hash(p) for p in payloads])
+            signing.verify(
+                row.public_key or "", signing.batch_payload(member.name, batch, len(items), root.hex()), signature
+            )
             for index, item in enumerate(items):
                 try:
                     stype, value = str(item.get("signal_type", "")), str(item.get("value", ""))
                     labels, incident = item.get("labels") or {}, item.get("incident")
-                    if not isinstance(labels, dict):
-                        raise InvalidInput("labels are an object of strings", code="invalid_label")
-                    payload = signing.contribution_payload(member.name, batch, index, stype, value, labels, incident)
-                    signing.verify(row.public_key or "", payload, str(item.get("signature", "")))
                     canon = registry.validate(stype, value)
                     if canon != value:
                         raise InvalidInput(
@@ -288,7 +313,7 @@ class HubService:
                 except BastionError as exc:
                     exc.details.setdefault("index", index)
                     raise
-                parsed.append((index, stype, value, lookup_key(value), labels, incident, str(item["signature"])))
+                parsed.append((index, stype, value, lookup_key(value), labels, incident, proofs[index]))
             # Hashes this member contributed before keep their id (read in chunks, not one query per item).
             known: dict[tuple[str, str], int] = {}
             keys = sorted({p[3] for p in parsed})
@@ -300,7 +325,7 @@ class HubService:
                 ):
                     known[(stype, value)] = cid
             fresh: list[dict[str, Any]] = []
-            for index, stype, value, key, labels, incident, signature in parsed:
+            for index, stype, value, key, labels, incident, proof in parsed:
                 if (stype, value) in known:
                     continue
                 known[(stype, value)] = -1  # the same hash twice in one batch: stored once
@@ -314,7 +339,9 @@ class HubService:
                         "incident": incident,
                         "batch": batch,
                         "batch_index": index,
+                        "batch_size": len(items),
                         "signature": signature,
+                        "proof": proof,
                         "created_at": now,
                         "consensus": "unconfirmed",
                         "feedback_counts": {},
@@ -538,7 +565,9 @@ class HubService:
             c.incident,
             c.batch,
             c.batch_index,
+            c.batch_size,
             c.signature,
+            c.proof,
             c.created_at,
             c.retracted_at,
             c.retraction,
@@ -579,7 +608,9 @@ class HubService:
                         "incident": r.incident,
                         "batch": r.batch,
                         "index": r.batch_index,
+                        "batch_size": r.batch_size,
                         "signature": r.signature,
+                        "proof": r.proof,
                         "created_at": _iso(r.created_at),
                         "retracted": r.retracted_at is not None,
                         "retraction": r.retraction,
@@ -639,7 +670,9 @@ def _contribution_dict(c: ForumContribution, member: str) -> dict[str, Any]:
         "incident": c.incident,
         "batch": c.batch,
         "index": c.batch_index,
+        "batch_size": c.batch_size,
         "signature": c.signature,
+        "proof": c.proof,
         "created_at": _iso(c.created_at),
         "retracted": c.retracted_at is not None,
         "retraction": c.retraction,

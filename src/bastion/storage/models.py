@@ -857,7 +857,8 @@ class ForumIncident(Base):
 
 
 class ForumContribution(Base):
-    """Hub side: one hash a member contributed, with its labels and the member's Ed25519 signature over them."""
+    """Hub side: one hash a member contributed, with its labels, the member's Ed25519 signature over its batch's
+    Merkle root, and its proof (siblings up to that root; bastion.forum.signing)."""
 
     __tablename__ = "forum_contributions"
 
@@ -870,7 +871,9 @@ class ForumContribution(Base):
     incident: Mapped[str | None] = mapped_column(String(100), nullable=True)
     batch: Mapped[int] = mapped_column(BigInteger)
     batch_index: Mapped[int] = mapped_column(Integer)
-    signature: Mapped[str] = mapped_column(String(128))
+    batch_size: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(String(128))  # the batch's
+    proof: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     consensus: Mapped[str] = mapped_column(String(32), default="unconfirmed")
     feedback_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
