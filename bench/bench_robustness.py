@@ -17,7 +17,7 @@ photo share its textures and light, which makes the false-match test harder than
 (d) Index scale: the bank's real descriptors copied with 8 random bit flips each up to ``--scale`` pictures;
     query time and memory, extrapolated linearly to 1M pictures.
 
-    .venv/bin/python bench/bench_robustness.py                  # ~300 bank tiles, 5,000 unrelated, scale 50,000
+    .venv/bin/python bench/bench_robustness.py                  # ~250 bank tiles, 5,000 unrelated, scale 20,000
     .venv/bin/python bench/bench_robustness.py --quick          # 60 tiles, 500 unrelated, scale 5,000
 """
 
@@ -137,7 +137,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--unrelated", type=int, default=5000)
-    ap.add_argument("--scale", type=int, default=50_000, help="pictures in the index-scale test (d)")
+    ap.add_argument("--scale", type=int, default=20_000, help="pictures in the index-scale test (d)")
+    ap.add_argument("--parts", default="abcd", help="which parts to run (a b c d); c without a times a sample")
+    ap.add_argument("--families", default=",".join(edits.FAMILIES), help="edit families for (a), comma-separated")
     ap.add_argument("--tile-scale", type=float, default=1.0, help="photos are scaled by this before tiling")
     args = ap.parse_args()
     if args.quick:
@@ -145,7 +147,7 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     settings = get_settings()
-    radius, min_inliers, pdq_t = settings.orb_descriptor_radius, settings.orb_min_inliers, settings.pdq_match_threshold
+    radius, min_inliers = settings.orb_descriptor_radius, settings.orb_min_inliers
     rng = np.random.default_rng(7)
     photos = load_photos()
     tiles = bank_tiles(photos, args.tile_scale)
@@ -172,12 +174,36 @@ def main() -> None:
     print(f"bank: {len(kept)} tiles ({flat} too flat for PDQ quality 50 or 64 ORB keypoints, dropped)")
     others = unrelated(photos, args.unrelated, rng)
 
-    # (a) recall per family
+    families = {name: edits.FAMILIES[name] for name in args.families.split(",")}
+    cost_pdq, cost_orb, cost_query = [], [], []
+    if "a" in args.parts:
+        recall(kept, others, index, bank_pdq, families, cost_pdq, cost_orb, cost_query)
+    if "b" in args.parts:
+        false_matches(others, index, bank_pdq, len(kept))
+    if "c" in args.parts:
+        if not cost_pdq:  # (a) not run: time the edits of a sample
+            for i, data in enumerate(kept[:40]):
+                for name, edit in families.items():
+                    if name != "picture_in_picture":
+                        edited = jpeg(edit(Image.open(io.BytesIO(data)), np.random.default_rng(i)), 88)
+                        cost_pdq.append(timed(pdq_of, edited)[1])
+                        kp, took = timed(orb_of, edited)
+                        cost_orb.append(took)
+                        t = time.perf_counter()
+                        index.query(kp, radius, min_inliers) if kp is not None else None
+                        cost_query.append(time.perf_counter() - t)
+        cost(cost_pdq, cost_orb, cost_query, len(kept))
+    if "d" in args.parts:
+        scale(bank_orb, others, args.scale)
+
+
+def recall(kept, others, index, bank_pdq, families, cost_pdq, cost_orb, cost_query) -> None:
+    settings = get_settings()
+    radius, min_inliers, pdq_t = settings.orb_descriptor_radius, settings.orb_min_inliers, settings.pdq_match_threshold
     print(f"\n(a) recall, {len(kept)} bank tiles per family (PDQ: 8 variants <= {pdq_t} bits; ORB: radius {radius},"
           f" >= {min_inliers} inliers)")  # fmt: skip
     print(f"{'family':20s} {'PDQ alone':>10s} {'ORB alone':>10s} {'Bastion':>10s} {'ORB inliers p5/median':>22s}")
-    cost_pdq, cost_orb, cost_query = [], [], []
-    for family, edit in edits.FAMILIES.items():
+    for family, edit in families.items():
         found_pdq = found_orb = found_any = 0
         inliers = []
         for i, data in enumerate(kept):
@@ -207,7 +233,10 @@ def main() -> None:
             f"{family:20s} {found_pdq / n:10.1%} {found_orb / n:10.1%} {found_any / n:10.1%} {p5:10.0f} / {med:<9.0f}"
         )
 
-    # (b) false matches
+
+def false_matches(others, index, bank_pdq, n_bank) -> None:
+    settings = get_settings()
+    radius, min_inliers, pdq_t = settings.orb_descriptor_radius, settings.orb_min_inliers, settings.pdq_match_threshold
     false_pdq = false_orb = 0
     worst = 0
     for data in others:
@@ -219,21 +248,25 @@ def main() -> None:
             inliers = [v.inliers for _, v in index.query(kp, radius, 4)]
             false_orb += any(n >= min_inliers for n in inliers)
             worst = max([worst, *inliers])
-    print(f"\n(b) false matches: {len(others)} unrelated images x {len(kept)} bank tiles: PDQ {false_pdq}, ORB "
+    print(f"\n(b) false matches: {len(others)} unrelated images x {n_bank} bank tiles: PDQ {false_pdq}, ORB "
           f"{false_orb} (most inliers with any bank tile: {worst}; the threshold is {min_inliers})")  # fmt: skip
 
-    # (c) cost
+
+def cost(cost_pdq, cost_orb, cost_query, n_bank) -> None:
     ratios = [o / p for o, p in zip(cost_orb, cost_pdq, strict=True)]
     print(f"\n(c) cost per edited image, one core, median of {len(ratios)}: PDQ {statistics.median(cost_pdq) * 1e3:.1f}"
           f" ms, ORB {statistics.median(cost_orb) * 1e3:.1f} ms, ratio ORB/PDQ median {statistics.median(ratios):.2f};"
-          f" ORB index query ({len(kept)} pictures) median {statistics.median(cost_query) * 1e3:.1f} ms")  # fmt: skip
+          f" ORB index query ({n_bank} pictures) median {statistics.median(cost_query) * 1e3:.1f} ms")  # fmt: skip
 
-    # (d) index scale
+
+def scale(bank_orb, others, n_pictures) -> None:
+    settings = get_settings()
+    radius, min_inliers = settings.orb_descriptor_radius, settings.orb_min_inliers
     big = ORBIndex()
     flips = np.random.default_rng(3)
     t = time.perf_counter()
     batch = []
-    for pic in range(args.scale):
+    for pic in range(n_pictures):
         src = bank_orb[pic % len(bank_orb)]
         desc = src.descriptors.copy()
         bits = flips.integers(0, 256, (len(desc), 8))
@@ -253,8 +286,8 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     mem = big.memory_bytes
     med = statistics.median(times)
-    per_m = 1_000_000 / args.scale
-    print(f"\n(d) index of {args.scale:,} pictures ({len(rows):,} descriptors), built in {build:.0f} s: query median "
+    per_m = 1_000_000 / n_pictures
+    print(f"\n(d) index of {n_pictures:,} pictures ({len(rows):,} descriptors), built in {build:.0f} s: query median "
           f"{med * 1e3:.1f} ms (1,000 keypoints, radius {radius}); {mem / 2**30:.2f} GiB. Linear extrapolation to 1M "
           f"pictures: ~{med * per_m * 1e3:.0f} ms a query at most, ~{mem * per_m / 2**30:.0f} GiB")  # fmt: skip
 
