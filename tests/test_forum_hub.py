@@ -165,6 +165,27 @@ def test_a_row_altered_on_the_hub_is_rejected_by_the_member(hub):
     assert page.signals == [] and [r["code"] for r in beta.rejected] == ["invalid_signature"]
 
 
+@pytest.mark.parametrize("limit", [1000, 3])  # the page holds the batch whole, or only part of it
+def test_a_batch_checked_whole_or_row_by_row_refuses_only_the_altered_row(hub, limit):
+    alpha, beta = hub.member("alpha"), hub.member("beta")
+    values = [h(i) for i in range(7)]
+    alpha.push([sig(v) for v in values])
+    with hub.db.session() as s:
+        s.execute(
+            update(ForumContribution).where(ForumContribution.value == values[4]).values(labels={"category": "other"})
+        )
+    got, rejected, cursor = [], [], None
+    while True:
+        page = beta.fetch(cursor, limit=limit)
+        got += [s.value for s in page.signals]
+        rejected += beta.rejected
+        cursor = page.next_cursor
+        if not page.more:
+            break
+    assert got == values[:4] + values[5:]
+    assert [r["code"] for r in rejected] == ["invalid_signature"]
+
+
 def test_invalid_signature_replay_reorder_and_malformed_hash_store_nothing(hub):
     alpha = hub.member("alpha")
     raw = hub.raw("alpha")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, not_, select, update
+from sqlalchemy import Text, and_, cast, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from bastion import audit
@@ -561,7 +562,6 @@ class HubService:
             ForumMember.name,
             c.signal_type,
             c.value,
-            c.labels,
             c.incident,
             c.batch,
             c.batch_index,
@@ -570,9 +570,12 @@ class HubService:
             c.proof,
             c.created_at,
             c.retracted_at,
-            c.retraction,
+            # JSON read as text and decoded once per distinct value (a batch's rows share their labels): decoding
+            # every row's JSON was half the time of a 10,000-row page.
+            cast(c.labels, Text).label("labels_json"),
+            cast(c.retraction, Text).label("retraction_json"),
             c.consensus,
-            c.feedback_counts,
+            cast(c.feedback_counts, Text).label("feedback_counts_json"),
         )
         page = (
             select(*columns)
@@ -595,16 +598,23 @@ class HubService:
                 if rest:
                     main = rest[-1].seq
                 rows += rest
+            decoded: dict[str | None, Any] = {None: None}
+
+            def load(text: str | None) -> Any:
+                if text not in decoded:
+                    decoded[text] = json.loads(text)
+                return decoded[text]
+
             out = []
             for r in rows:
-                counts = dict(r.feedback_counts or {})
+                counts = dict(load(r.feedback_counts_json) or {})
                 out.append(
                     {
                         "id": r.id,
                         "contributor": r.name,
                         "signal_type": r.signal_type,
                         "value": r.value,
-                        "labels": r.labels or {},
+                        "labels": dict(load(r.labels_json) or {}),
                         "incident": r.incident,
                         "batch": r.batch,
                         "index": r.batch_index,
@@ -613,7 +623,7 @@ class HubService:
                         "proof": r.proof,
                         "created_at": _iso(r.created_at),
                         "retracted": r.retracted_at is not None,
-                        "retraction": r.retraction,
+                        "retraction": load(r.retraction_json),
                         "consensus": {"status": r.consensus, "score": counts.pop("score", 0), "counts": counts},
                         "seq": r.seq,
                         "change": r.kind,

@@ -181,6 +181,16 @@ def merkle_tree(leaves: list[bytes]) -> tuple[bytes, list[str]]:
     return level[0], [base64.b64encode(b"".join(p)).decode("ascii") for p in proofs]
 
 
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """The root :func:`merkle_tree` gives, without making the proofs (n - 1 hashes)."""
+    if not leaves:
+        raise InvalidInput("a batch has at least one contribution", code="empty_batch")
+    level = list(leaves)
+    while len(level) > 1:
+        level = [_node(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def root_from_proof(leaf: bytes, index: int, count: int, proof: str) -> bytes:
     """The root that ``leaf`` at ``index`` of a ``count``-leaf tree leads to through ``proof`` (see merkle_tree).
     A proof of the wrong length for that position raises :class:`InvalidSignatureError`."""
