@@ -30,7 +30,15 @@ from bastion.policy.service import PolicyService
 from bastion.review import Reviewer, ReviewService
 from bastion.settings import get_settings, reset_settings_cache
 from bastion.signals import compute_all
-from bastion.storage.models import BankEntry, Decision, Event, ExchangeItem, ForumContribution, Organisation
+from bastion.storage.models import (
+    BankEntry,
+    Decision,
+    Event,
+    ExchangeItem,
+    ForumContribution,
+    Organisation,
+    PreservedContent,
+)
 from forum_helpers import LiveHub, Served, sqlite_database
 
 POLICY = """
@@ -258,6 +266,10 @@ def test_an_incident_rescans_recent_uploads_and_decides_them_again(db, settings,
             assert latest.evidence["matches"][0]["labels"]["forum_incident"] == "attack-1"
             changed = s.scalars(select(Event).where(Event.type == "decision.changed")).all()
             assert [e.payload["content"]["id"] for e in changed] == [early["id"]]
+            # The new removal is preserved in its own transaction, like any automated removal (TCO Art. 6).
+            assert s.scalar(select(PreservedContent.content_id).where(PreservedContent.decision_id == latest.id)) == (
+                early["id"]
+            )
             assert (
                 s.scalar(
                     select(Decision.version)

@@ -224,23 +224,7 @@ class DecisionPipeline:
         attempt fail instead of deciding twice."""
         v = analysis.verdict
         now = item.decided_at if item.status == "decided" and item.decided_at else utcnow()
-        decision = Decision(
-            content_id=item.id,
-            organisation_id=item.organisation_id,
-            version=1,
-            outcome=v.outcome,
-            restrict_in=list(v.restrict_in),
-            queue=v.queue,
-            priority=v.priority,
-            rule=v.rule,
-            policy_version=v.policy_version,
-            automated=True,
-            actor=actor,
-            reason=v.reason,
-            evidence=analysis.evidence.to_dict(),
-            shadow=list(v.shadow),
-            created_at=now,
-        )
+        decision = automated_decision(item, analysis, version=1, actor=actor, at=now)
         session.add(decision)
         self.prepare(item, analysis, now)
         if v.outcome in PRESERVED_OUTCOMES and data is None:  # preserved below, before the bytes go
@@ -255,18 +239,7 @@ class DecisionPipeline:
         audit.append(session, actor, "decision_made", f"content:{item.id}", details,
                      organisation_id=item.organisation_id)
         _emit(session, item, "decision.made", {"content": content_summary(item), "decision": decision_dict(decision)})
-        if v.outcome in REVIEWED_OUTCOMES:  # a person looks at it: queued in the same transaction
-            from bastion.review.service import enqueue
-
-            enqueue(session, item, decision)
-        if v.outcome in PRESERVED_OUTCOMES:  # removed content kept encrypted for authorities (TCO Art. 6)
-            from bastion.compliance.preservation import preserve_on_decision
-
-            preserve_on_decision(session, self.settings, item, decision, data)
-        if v.outcome == "escalate":  # an imminent threat to life: reported to law enforcement (TCO Art. 14(5))
-            from bastion.compliance.escalation import open_escalation
-
-            open_escalation(session, item, decision, actor)
+        apply_outcome(session, self.settings, item, decision, actor, data)
         if self.metrics is not None:
             self.metrics.observe(item.source, item.content_type, v.outcome,
                                  sorted({m["bank"] for m in analysis.evidence.matches}), analysis.timings)
@@ -315,3 +288,56 @@ def _emit(session: Session, item: ContentItem, event_type: str, payload: dict[st
     from bastion.webhooks import emit
 
     emit(session, item.organisation_id, event_type, payload)
+
+
+def automated_decision(
+    item: ContentItem,
+    analysis: Analysis,
+    *,
+    version: int,
+    actor: str,
+    at: datetime,
+    evidence: dict[str, Any] | None = None,
+) -> Decision:
+    """The Decision row for a policy verdict on ``item`` (version ``version``): the one shape every automated decision
+    is written in, first decisions (DecisionPipeline.record) and later ones (a forum incident's rescan) alike."""
+    v = analysis.verdict
+    return Decision(
+        content_id=item.id,
+        organisation_id=item.organisation_id,
+        version=version,
+        outcome=v.outcome,
+        restrict_in=list(v.restrict_in),
+        queue=v.queue,
+        priority=v.priority,
+        rule=v.rule,
+        policy_version=v.policy_version,
+        automated=True,
+        actor=actor,
+        reason=v.reason,
+        evidence=evidence if evidence is not None else analysis.evidence.to_dict(),
+        shadow=list(v.shadow),
+        created_at=at,
+    )
+
+
+def apply_outcome(
+    session: Session, settings: Settings, item: ContentItem, decision: Decision, actor: str, data: bytes | None = None
+) -> None:
+    """What an automated decision's outcome sets going, in the decision's transaction: a review item for the
+    outcomes people decide, the encrypted preserved copy of removed content (TCO Art. 6), and the report to law
+    enforcement of an imminent threat to life (TCO Art. 14(5))."""
+    if decision.outcome in REVIEWED_OUTCOMES:
+        from bastion.review.service import enqueue
+
+        enqueue(session, item, decision)
+    if decision.outcome in PRESERVED_OUTCOMES:
+        from bastion.compliance.preservation import preserve_on_decision
+
+        if data is None:
+            data = session.scalar(select(ContentBlob.data).where(ContentBlob.content_id == item.id))
+        preserve_on_decision(session, settings, item, decision, data)
+    if decision.outcome == "escalate":
+        from bastion.compliance.escalation import open_escalation
+
+        open_escalation(session, item, decision, actor)

@@ -19,7 +19,13 @@ from typing import Any
 from sqlalchemy import select
 
 from bastion import audit
-from bastion.decisions.pipeline import REVIEWED_OUTCOMES, DecisionPipeline, content_summary, decision_dict
+from bastion.decisions.pipeline import (
+    DecisionPipeline,
+    apply_outcome,
+    automated_decision,
+    content_summary,
+    decision_dict,
+)
 from bastion.exchanges.base import ExchangedSignal
 from bastion.signals.base import Signal
 from bastion.storage.db import Database
@@ -82,23 +88,7 @@ def decide_again(
         assert item is not None
         evidence = analysis.evidence.to_dict()
         evidence["rescan"] = {"incident": incident, "previous": {"version": latest.version, "outcome": latest.outcome}}
-        d = Decision(
-            content_id=content_id,
-            organisation_id=item.organisation_id,
-            version=latest.version + 1,
-            outcome=v.outcome,
-            restrict_in=list(v.restrict_in),
-            queue=v.queue,
-            priority=v.priority,
-            rule=v.rule,
-            policy_version=v.policy_version,
-            automated=True,
-            actor=actor,
-            reason=v.reason,
-            evidence=evidence,
-            shadow=list(v.shadow),
-            created_at=utcnow(),
-        )
+        d = automated_decision(item, analysis, version=latest.version + 1, actor=actor, at=utcnow(), evidence=evidence)
         s.add(d)
         s.flush()  # the unique (content, version) key: a concurrent rescan of the same item fails here
         audit.append(
@@ -129,10 +119,7 @@ def decide_again(
                 "reinstated": False,
             },
         )
-        if v.outcome in REVIEWED_OUTCOMES:
-            from bastion.review.service import enqueue
-
-            enqueue(s, item, d)
+        apply_outcome(s, pipeline.settings, item, d, actor)
         return {
             "content_id": content_id,
             "version": d.version,
