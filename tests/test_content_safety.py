@@ -162,7 +162,9 @@ def test_truncated_images_are_corrupt_content(fmt: str, keep: float):
     assert content.content_type is ContentType.IMAGE
     assert isinstance(raises_code("corrupt_content", PDQSignal.compute, content), CorruptContent)
     computed, errors = signals.compute_each(content)
-    assert {s.type for s in computed} >= {"md5", "sha256"} and [e.code for e in errors] == ["corrupt_content"]
+    # The digests still come; every image signal (PDQ, and orb where OpenCV is installed) reports the corruption.
+    assert {s.type for s in computed} >= {"md5", "sha256"} and not {"pdq", "orb"} & {s.type for s in computed}
+    assert errors and {e.code for e in errors} == {"corrupt_content"}
 
 
 def test_image_magic_followed_by_garbage_is_corrupt_content():

@@ -137,7 +137,7 @@ def test_sigkilled_worker_loses_nothing_and_decides_nothing_twice(db, monkeypatc
     producer.start()
     first = _worker_process()
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200  # a liveness bound (the machine may be busy), not a speed target
         while _count(db, select(func.count()).select_from(Decision)) < total // 5:
             assert first.poll() is None, "the worker exited on its own"
             assert time.monotonic() < deadline
