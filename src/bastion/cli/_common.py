@@ -7,8 +7,10 @@ traceback, so scripts can match on the code and people get a sentence.
 from __future__ import annotations
 
 import functools
+import getpass
+import json
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -66,3 +68,16 @@ def get_database() -> Database:
     except (OperationalError, ArgumentError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise BastionError(f"cannot open the database: {reason}", code="database_unavailable") from exc
+
+
+def cli_user() -> str:
+    """The operating-system user running the command (recorded as who made a change), or "" when unknown."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+def dumps_json(obj: Any) -> str:
+    """One JSON line of command output (UTF-8 kept, anything else as its string)."""
+    return json.dumps(obj, ensure_ascii=False, default=str)

@@ -10,8 +10,6 @@ reports failures as ``error[<code>]: message`` with the error's exit code (see :
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
 import sys
 import tempfile
@@ -20,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli._common import fail, get_database, handle_errors
+from bastion.cli._common import cli_user, dumps_json, fail, get_database, handle_errors
 
 app = typer.Typer(help="Create, fill, import and export hash banks.", no_args_is_help=True)
 entry_app = typer.Typer(help="Disable, enable or delete one bank entry by id.", no_args_is_help=True)
@@ -35,15 +33,6 @@ def _service():  # noqa: ANN202 - imported lazily so `bastion --help` stays fast
     return BankService(get_database())
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
 
 
 @app.command()
@@ -62,7 +51,7 @@ def create(
     """Create an empty bank."""
     service = _service()
     owner = _organisation_id(service, organisation) if organisation is not None else None
-    bank = service.create_bank(name, kind=kind, description=description, created_by=_user(), organisation_id=owner)
+    bank = service.create_bank(name, kind=kind, description=description, created_by=cli_user(), organisation_id=owner)
     typer.echo(f"created {bank.kind} bank '{bank.name}'" + (f" owned by '{bank.owner}'" if bank.owner else ""))
 
 
@@ -82,7 +71,7 @@ def list_banks(as_json: Annotated[bool, typer.Option("--json", help="JSON array.
     """List banks with their entry and signal counts."""
     banks = _service().list_banks()
     if as_json:
-        typer.echo(_dumps([b.to_dict() for b in banks]))
+        typer.echo(dumps_json([b.to_dict() for b in banks]))
         return
     if not banks:
         typer.echo("no banks")
@@ -112,7 +101,7 @@ def show(
         out = bank.to_dict()
         out["entries"] = [e.to_dict() for e in entries]
         out["imports"] = service.import_runs(name)
-        typer.echo(_dumps(out))
+        typer.echo(dumps_json(out))
         return
     typer.echo(f"bank '{bank.name}' ({bank.kind}, {'enabled' if bank.enabled else 'disabled'})")
     typer.echo(
@@ -231,9 +220,9 @@ def add(
     from bastion.banks.taxonomy import parse_label_args
 
     labels = parse_label_args(label or [])
-    report = _service().add_files(bank, files, labels, source=source, note=note, added_by=_user())
+    report = _service().add_files(bank, files, labels, source=source, note=note, added_by=cli_user())
     if as_json:
-        typer.echo(_dumps({k: [o.__dict__ for o in v] for k, v in report.__dict__.items()}))
+        typer.echo(dumps_json({k: [o.__dict__ for o in v] for k, v in report.__dict__.items()}))
     else:
         for o in report.added:
             typer.echo(f"added {o.path} as entry #{o.entry_id} ({', '.join(o.signals)})")
@@ -261,10 +250,10 @@ def import_cmd(
 ) -> None:
     """Import a hash list into BANK in one transaction; bad rows are reported with their line and skipped."""
     result = _service().import_file(
-        bank, file, fmt.lower(), source=source, note=note, added_by=_user(), skip_existing=not keep_duplicates
+        bank, file, fmt.lower(), source=source, note=note, added_by=cli_user(), skip_existing=not keep_duplicates
     )
     if as_json:
-        typer.echo(_dumps(result.to_dict()))
+        typer.echo(dumps_json(result.to_dict()))
         return
     typer.echo(
         f"imported {result.imported} entries ({result.signals} signals) into '{bank}'; "
@@ -343,7 +332,7 @@ def entities(
     if lists:
         found_lists = ents.entity_lists()
         if as_json:
-            typer.echo(_dumps([x.to_dict() for x in found_lists]))
+            typer.echo(dumps_json([x.to_dict() for x in found_lists]))
             return
         for x in found_lists:
             typer.echo(
@@ -353,7 +342,7 @@ def entities(
         return
     found = ents.search(search)
     if as_json:
-        typer.echo(_dumps([e.to_dict() for e in found]))
+        typer.echo(dumps_json([e.to_dict() for e in found]))
         return
     for e in found:
         aka = "; ".join([*e.aliases[:4], *e.aliases_fr[:2]])
@@ -369,7 +358,7 @@ def taxonomy(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     table = describe()
     if as_json:
-        typer.echo(_dumps(table))
+        typer.echo(dumps_json(table))
         return
     for key, values in table.items():
         typer.echo(f"{key}:")

@@ -8,17 +8,15 @@ ThreatExchange, ``PYTX_TAT_CREDENTIALS`` as ``user:password`` for Tech Against T
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from bastion.cli._common import fail, get_database, handle_errors
+from bastion.cli._common import cli_user, dumps_json, fail, get_database, handle_errors
 
 app = typer.Typer(
     help="ThreatExchange, Tech Against Terrorism and exchange files into banks; banks out as "
@@ -30,15 +28,6 @@ KIND_HELP = "threatexchange (Graph API), tat (Tech Against Terrorism hash list A
 FILE_FORMAT_HELP = "te-csv, te-signals (ThreatExchange), tat, hma, jsonl or stix"
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
 
 
 def _credentials(kind: str, token: str | None, tat_credentials: str | None) -> dict[str, str]:
@@ -130,10 +119,10 @@ def fetch(
     options = _options(kind, privacy_group, file, fmt, default_type)
     client = service.open_client(get_settings(), kind, kind, url, secrets, options)
     result = service.fetch_into_bank(
-        get_database(), client, bank, cursor=cursor, actor=_user(), organisation_id=_organisation_id(organisation)
+        get_database(), client, bank, cursor=cursor, actor=cli_user(), organisation_id=_organisation_id(organisation)
     )
     if as_json:
-        typer.echo(_dumps(result.to_dict()))
+        typer.echo(dumps_json(result.to_dict()))
         return
     typer.echo(
         f"imported {result.imported} hashes into '{bank}' from {result.pages} pages; skipped "
@@ -198,12 +187,12 @@ def import_cmd(
         bank,
         signals,
         kind=fmt.lower(),
-        actor=_user(),
+        actor=cli_user(),
         organisation_id=_organisation_id(organisation),
         source_name=file.name,
     )
     if as_json:
-        typer.echo(_dumps(result.to_dict()))
+        typer.echo(dumps_json(result.to_dict()))
         return
     typer.echo(
         f"imported {result.imported} hashes into '{bank}'; skipped {result.skipped} already present or "
@@ -245,9 +234,9 @@ def add(
         secrets=_credentials(kind, token, tat_credentials),
         options=_options(kind, privacy_group, file, fmt, default_type),
         url=url,
-        actor=_user(),
+        actor=cli_user(),
     )
-    typer.echo(_dumps(row))
+    typer.echo(dumps_json(row))
 
 
 @app.command()
@@ -260,4 +249,4 @@ def sync(
     from bastion.exchanges import service
     from bastion.settings import get_settings
 
-    typer.echo(_dumps(service.sync_registered(get_database(), get_settings(), organisation, name)))
+    typer.echo(dumps_json(service.sync_registered(get_database(), get_settings(), organisation, name)))
